@@ -1,0 +1,30 @@
+/// @file simd.hpp
+/// The one place that includes xsimd: picks the SIMD architecture at compile time from the
+/// consumer's -march flags (xsimd::default_arch), or none when SFT_NO_SIMD is 1 or xsimd finds
+/// no supported instruction set. Internal: namespace sft::kernels.
+#pragma once
+
+#include <sft/config.hpp>
+
+#include <cstddef>
+
+#if !SFT_NO_SIMD
+#include <xsimd/xsimd.hpp>
+#endif
+
+namespace sft::kernels {
+
+#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+/// True when the kernels use xsimd; false on the scalar path.
+inline constexpr bool simd_enabled = true;
+/// The xsimd batch of T for the architecture picked at compile time.
+template <class T>
+using Batch = xsimd::batch<T, xsimd::default_arch>;
+/// Name of the compiled architecture ("avx512bw", "avx2", "sse2", "scalar").
+inline const char* simd_arch_name() noexcept { return xsimd::default_arch::name(); }
+#else
+inline constexpr bool simd_enabled = false;
+inline const char* simd_arch_name() noexcept { return "scalar"; }
+#endif
+
+}  // namespace sft::kernels

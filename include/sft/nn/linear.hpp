@@ -1,0 +1,88 @@
+/// @file linear.hpp
+/// sft::nn::Linear: y = x W^T + b, as torch.nn.Linear (weight [out, in], bias [out]).
+#pragma once
+
+#include <sft/kernels/gemm.hpp>
+#include <sft/nn/module.hpp>
+
+#include <cmath>
+
+namespace sft::nn {
+
+/// Fully connected layer: [*, in] -> [*, out] (rank 2 to 4, the leading dimensions are flattened).
+/// Initialised as PyTorch: weight and bias uniform in +-1/sqrt(in).
+template <class T>
+class Linear : public Module<T> {
+public:
+    /// Throws sft::Error when in or out is 0.
+    Linear(std::size_t in_features, std::size_t out_features, bool bias = true, Rng& rng = default_rng())
+        : in_(in_features), out_(out_features) {
+        if (in_features == 0 || out_features == 0)
+            throw Error(ErrorKind::invalid_argument, fmt::format("Linear({}, {}): sizes must be positive", in_features, out_features));
+        // kaiming_uniform_(a=sqrt(5)) on [out, in] gives bound 1/sqrt(fan_in); the bias uses the same bound.
+        const double bound = 1.0 / std::sqrt(static_cast<double>(in_features));
+        Tensor<T> w = Tensor<T>::empty({out_features, in_features});
+        for (auto& v : w) v = static_cast<T>(rng.uniform(-bound, bound));
+        weight_ = this->register_parameter("weight", std::move(w));
+        if (bias) {
+            Tensor<T> b = Tensor<T>::empty({out_features});
+            for (auto& v : b) v = static_cast<T>(rng.uniform(-bound, bound));
+            bias_ = this->register_parameter("bias", std::move(b));
+        }
+    }
+
+    std::string type_name() const override { return "Linear"; }
+    std::size_t in_features() const noexcept { return in_; }
+    std::size_t out_features() const noexcept { return out_; }
+    Parameter<T>& weight() noexcept { return *weight_; }
+    /// The bias; nullptr when built without one.
+    Parameter<T>* bias() noexcept { return bias_; }
+
+    /// [*, in] -> [*, out]. Throws sft::Error when the last dimension is not in_features or rank < 2.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        if (input.rank() < 2 || input.shape()[input.rank() - 1] != in_)
+            throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [*, {}]", this->label(), input.shape().str(), in_));
+        const std::size_t rows = input.numel() / in_;
+        Shape out_shape = input.shape();
+        out_shape[out_shape.rank() - 1] = out_;
+        Tensor<T> out = Tensor<T>::empty(out_shape);
+        kernels::gemm<T>(false, true, rows, out_, in_, T(1), input.data(), in_, weight_->value().data(), in_, T(0), out.data(), out_);
+        if (bias_) {
+            const T* b = bias_->value().data();
+            for (std::size_t r = 0; r < rows; ++r) {
+                T* y = out.data() + r * out_;
+                for (std::size_t j = 0; j < out_; ++j) y[j] += b[j];
+            }
+        }
+        input_ = input;
+        out_shape_ = out_shape;
+        return out;
+    }
+
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        if (!input_.defined()) this->throw_no_forward();
+        this->check_grad_shape(grad_output, out_shape_);
+        const std::size_t rows = input_.numel() / in_;
+        const T* g = grad_output.data();
+        if (weight_->requires_grad())  // dW[out, in] += g^T[out, rows] x[rows, in]
+            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input_.data(), in_, T(1), weight_->grad().data(), in_);
+        if (bias_ && bias_->requires_grad()) {  // db[out] += column sums of g
+            T* db = bias_->grad().data();
+            for (std::size_t r = 0; r < rows; ++r)
+                for (std::size_t j = 0; j < out_; ++j) db[j] += g[r * out_ + j];
+        }
+        if (!need_input_grad) return Tensor<T>();
+        Tensor<T> grad_input = Tensor<T>::empty(input_.shape());  // dx[rows, in] = g[rows, out] W[out, in]
+        kernels::gemm<T>(false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), grad_input.data(), in_);
+        return grad_input;
+    }
+
+private:
+    std::size_t in_, out_;
+    Parameter<T>* weight_ = nullptr;
+    Parameter<T>* bias_ = nullptr;
+    Tensor<T> input_;
+    Shape out_shape_;
+};
+
+}  // namespace sft::nn

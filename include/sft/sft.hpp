@@ -1,0 +1,12 @@
+/// @file sft.hpp
+/// Umbrella header: includes the whole public API of sft, and nothing else.
+#pragma once
+
+#include <sft/config.hpp>
+#include <sft/error.hpp>
+#include <sft/tensor.hpp>
+
+#include <sft/nn/activation.hpp>
+#include <sft/nn/linear.hpp>
+#include <sft/nn/module.hpp>
+#include <sft/nn/sequential.hpp>
