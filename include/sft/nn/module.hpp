@@ -35,8 +35,8 @@ public:
     Tensor<T>& grad() noexcept { return grad_; }
     const Tensor<T>& grad() const noexcept { return grad_; }
     /// False for a frozen parameter: backward computes no gradient for it, optimizers skip it.
-    bool requires_grad() const noexcept { return requires_grad_; }
-    void requires_grad_(bool on) noexcept { requires_grad_ = on; }
+    bool requires_grad() const noexcept { return trainable_; }
+    void requires_grad_(bool on) noexcept { trainable_ = on; }
 
     /// Set by the owning module when it gets a name in a container.
     void set_prefix(const std::string& prefix) { name_ = prefix.empty() ? local_name_ : prefix + "." + local_name_; }
@@ -46,7 +46,7 @@ private:
     std::string name_;
     Tensor<T> value_;
     Tensor<T> grad_;
-    bool requires_grad_ = true;
+    bool trainable_ = true;
 };
 
 /// A named non-trainable tensor that belongs to the state (BatchNorm's running statistics).
