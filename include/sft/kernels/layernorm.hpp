@@ -1,0 +1,167 @@
+/// @file layernorm.hpp
+/// Row kernels of layer normalisation over the last dimension, as torch.nn.LayerNorm:
+///   forward:  mu = mean(x), var = mean((x - mu)^2) (biased), r = 1 / sqrt(var + eps),
+///             xhat = (x - mu) r,  y = xhat * w + b
+///   backward: g = dy * w,  dx = r * (g - mean(g) - xhat * mean(g * xhat)),
+///             dw += dy * xhat,  db += dy
+/// Two passes for the variance (mean first, then squared deviations), which stays accurate when
+/// |mu| >> std where the one-pass E[x^2] - mu^2 cancels. Scalar references in
+/// sft::kernels::reference; SIMD versions (xsimd) chosen at compile time. Kernels never throw.
+#pragma once
+
+#include <sft/config.hpp>
+#include <sft/kernels/simd.hpp>
+
+#include <cmath>
+#include <cstddef>
+#include <type_traits>
+
+namespace sft::kernels {
+
+namespace reference {
+
+/// Accumulator of the scalar references: double for float, so that they are the accurate side.
+template <class T>
+using LayerNormAcc = std::conditional_t<std::is_same_v<T, float>, double, T>;
+
+/// Normalises x[n] (n > 0) into y[n] (may alias x) with affine w[n], b[n] (each may be nullptr:
+/// no scale, no shift). Stores the row mean and 1/sqrt(var + eps) for backward.
+template <class T>
+void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T eps, T* y, T* mean_out, T* rstd_out) noexcept {
+    SFT_ASSERT(n > 0);
+    LayerNormAcc<T> s = 0;
+    for (std::size_t j = 0; j < n; ++j) s += x[j];
+    const LayerNormAcc<T> mu = s / LayerNormAcc<T>(n);
+    LayerNormAcc<T> v = 0;
+    for (std::size_t j = 0; j < n; ++j) v += (x[j] - mu) * (x[j] - mu);
+    const LayerNormAcc<T> r = 1 / std::sqrt(v / LayerNormAcc<T>(n) + eps);
+    for (std::size_t j = 0; j < n; ++j) {
+        const LayerNormAcc<T> xh = (x[j] - mu) * r;
+        y[j] = static_cast<T>(xh * (w ? w[j] : T(1)) + (b ? b[j] : T(0)));
+    }
+    *mean_out = static_cast<T>(mu);
+    *rstd_out = static_cast<T>(r);
+}
+
+/// Backward of one row given dy[n], the forward input x[n] and its mean and rstd. Writes dx[n]
+/// (if not nullptr; must not alias dy or x) and accumulates dw[n] += dy * xhat, db[n] += dy (each if
+/// not nullptr). w is the weight (nullptr: no affine).
+template <class T>
+void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rstd, const T* w, T* dx, T* dw, T* db) noexcept {
+    SFT_ASSERT(n > 0);
+    if (dx) {
+        LayerNormAcc<T> sg = 0, sgx = 0;
+        for (std::size_t j = 0; j < n; ++j) {
+            const LayerNormAcc<T> g = LayerNormAcc<T>(dy[j]) * (w ? w[j] : T(1));
+            sg += g;
+            sgx += g * (LayerNormAcc<T>(x[j]) - mean) * rstd;
+        }
+        const LayerNormAcc<T> mg = sg / LayerNormAcc<T>(n), mgx = sgx / LayerNormAcc<T>(n);
+        for (std::size_t j = 0; j < n; ++j) {
+            const LayerNormAcc<T> g = LayerNormAcc<T>(dy[j]) * (w ? w[j] : T(1));
+            const LayerNormAcc<T> xh = (LayerNormAcc<T>(x[j]) - mean) * rstd;
+            dx[j] = static_cast<T>(rstd * (g - mg - xh * mgx));
+        }
+    }
+    for (std::size_t j = 0; j < n; ++j) {
+        if (dw) dw[j] += static_cast<T>(dy[j] * ((LayerNormAcc<T>(x[j]) - mean) * rstd));
+        if (db) db[j] += dy[j];
+    }
+}
+
+}  // namespace reference
+
+/// Normalises x[n] (n > 0) into y[n] (may alias x) with affine w[n], b[n] (each may be nullptr).
+/// Stores the row mean and 1/sqrt(var + eps). Matches the reference to rounding (lane-wise sums).
+template <class T>
+void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T eps, T* y, T* mean_out, T* rstd_out) noexcept {
+#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    SFT_ASSERT(n > 0);
+    using B = Batch<T>;
+    constexpr std::size_t lanes = B::size;
+    std::size_t j = 0;
+    B vs(T(0));
+    for (; j + lanes <= n; j += lanes) vs += B::load_unaligned(x + j);
+    T s = xsimd::hadd(vs);
+    for (; j < n; ++j) s += x[j];
+    const T mu = s / static_cast<T>(n);
+    const B vmu(mu);
+    B vv(T(0));
+    for (j = 0; j + lanes <= n; j += lanes) {
+        const B d = B::load_unaligned(x + j) - vmu;
+        vv = xsimd::fma(d, d, vv);
+    }
+    T v = xsimd::hadd(vv);
+    for (; j < n; ++j) v += (x[j] - mu) * (x[j] - mu);
+    const T r = T(1) / std::sqrt(v / static_cast<T>(n) + eps);
+    const B vr(r);
+    for (j = 0; j + lanes <= n; j += lanes) {
+        B out = (B::load_unaligned(x + j) - vmu) * vr;
+        if (w) out *= B::load_unaligned(w + j);
+        if (b) out += B::load_unaligned(b + j);
+        out.store_unaligned(y + j);
+    }
+    for (; j < n; ++j) y[j] = (x[j] - mu) * r * (w ? w[j] : T(1)) + (b ? b[j] : T(0));
+    *mean_out = mu;
+    *rstd_out = r;
+#else
+    reference::layernorm_forward_row(x, n, w, b, eps, y, mean_out, rstd_out);
+#endif
+}
+
+/// Backward of one row given dy[n], the forward input x[n] and its mean and rstd. Writes dx[n]
+/// (if not nullptr; must not alias dy or x) and accumulates dw[n] += dy * xhat, db[n] += dy (each if
+/// not nullptr). w is the weight (nullptr: no affine).
+template <class T>
+void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rstd, const T* w, T* dx, T* dw, T* db) noexcept {
+#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+    SFT_ASSERT(n > 0);
+    using B = Batch<T>;
+    constexpr std::size_t lanes = B::size;
+    const B vmu(mean), vr(rstd);
+    std::size_t j = 0;
+    if (dx) {
+        B vsg(T(0)), vsgx(T(0));
+        for (; j + lanes <= n; j += lanes) {
+            B g = B::load_unaligned(dy + j);
+            if (w) g *= B::load_unaligned(w + j);
+            vsg += g;
+            vsgx = xsimd::fma(g, (B::load_unaligned(x + j) - vmu) * vr, vsgx);
+        }
+        T sg = xsimd::hadd(vsg), sgx = xsimd::hadd(vsgx);
+        for (; j < n; ++j) {
+            const T g = dy[j] * (w ? w[j] : T(1));
+            sg += g;
+            sgx += g * ((x[j] - mean) * rstd);
+        }
+        const T mg = sg / static_cast<T>(n), mgx = sgx / static_cast<T>(n);
+        const B vmg(mg), vmgx(mgx);
+        for (j = 0; j + lanes <= n; j += lanes) {
+            B g = B::load_unaligned(dy + j);
+            if (w) g *= B::load_unaligned(w + j);
+            const B xh = (B::load_unaligned(x + j) - vmu) * vr;
+            (vr * (g - vmg - xh * vmgx)).store_unaligned(dx + j);
+        }
+        for (; j < n; ++j) {
+            const T g = dy[j] * (w ? w[j] : T(1));
+            const T xh = (x[j] - mean) * rstd;
+            dx[j] = rstd * (g - mg - xh * mgx);
+        }
+    }
+    if (dw || db) {
+        for (j = 0; j + lanes <= n; j += lanes) {
+            const B d = B::load_unaligned(dy + j);
+            if (dw) xsimd::fma(d, (B::load_unaligned(x + j) - vmu) * vr, B::load_unaligned(dw + j)).store_unaligned(dw + j);
+            if (db) (B::load_unaligned(db + j) + d).store_unaligned(db + j);
+        }
+        for (; j < n; ++j) {
+            if (dw) dw[j] += dy[j] * ((x[j] - mean) * rstd);
+            if (db) db[j] += dy[j];
+        }
+    }
+#else
+    reference::layernorm_backward_row(dy, x, n, mean, rstd, w, dx, dw, db);
+#endif
+}
+
+}  // namespace sft::kernels

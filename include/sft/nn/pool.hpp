@@ -1,0 +1,289 @@
+/// @file pool.hpp
+/// sft::nn::MaxPool2d and sft::nn::AvgPool2d on NCHW tensors, as torch.nn.MaxPool2d / AvgPool2d
+/// (ceil_mode false, dilation 1), with their options in libtorch's builder style.
+#pragma once
+
+#include <sft/nn/conv2d.hpp>
+#include <sft/nn/module.hpp>
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <vector>
+
+namespace sft::nn {
+
+/// Options of MaxPool2d: MaxPool2dOptions(2).stride(2).padding(0). The stride defaults to the kernel size.
+struct MaxPool2dOptions {
+    MaxPool2dOptions(Size2 kernel_size) : kernel_size_(kernel_size) {}  // NOLINT: implicit, as libtorch
+    /// The step of the window (default: the kernel size).
+    MaxPool2dOptions& stride(Size2 s) noexcept {
+        stride_ = s;
+        return *this;
+    }
+    /// Implicit padding on both sides (padded positions never win the max); at most half the kernel.
+    MaxPool2dOptions& padding(Size2 p) noexcept {
+        padding_ = p;
+        return *this;
+    }
+    Size2 kernel_size() const noexcept { return kernel_size_; }
+    Size2 stride() const noexcept { return stride_ ? *stride_ : kernel_size_; }
+    Size2 padding() const noexcept { return padding_; }
+
+private:
+    Size2 kernel_size_;
+    std::optional<Size2> stride_;
+    Size2 padding_{0};
+};
+
+/// Options of AvgPool2d: AvgPool2dOptions(2).stride(2).padding(1).count_include_pad(false).
+struct AvgPool2dOptions {
+    AvgPool2dOptions(Size2 kernel_size) : kernel_size_(kernel_size) {}  // NOLINT: implicit, as libtorch
+    /// The step of the window (default: the kernel size).
+    AvgPool2dOptions& stride(Size2 s) noexcept {
+        stride_ = s;
+        return *this;
+    }
+    /// Zero padding on both sides; at most half the kernel.
+    AvgPool2dOptions& padding(Size2 p) noexcept {
+        padding_ = p;
+        return *this;
+    }
+    /// Whether padded zeros count in the divisor (default true, as PyTorch): the divisor is then
+    /// always KH * KW; otherwise it is the number of real input elements in the window.
+    AvgPool2dOptions& count_include_pad(bool on) noexcept {
+        count_include_pad_ = on;
+        return *this;
+    }
+    Size2 kernel_size() const noexcept { return kernel_size_; }
+    Size2 stride() const noexcept { return stride_ ? *stride_ : kernel_size_; }
+    Size2 padding() const noexcept { return padding_; }
+    bool count_include_pad() const noexcept { return count_include_pad_; }
+
+private:
+    Size2 kernel_size_;
+    std::optional<Size2> stride_;
+    Size2 padding_{0};
+    bool count_include_pad_ = true;
+};
+
+namespace detail {
+/// Validates pooling options (sizes positive, padding at most half the kernel, as PyTorch).
+inline void check_pool_options(const char* type, Size2 k, Size2 s, Size2 p) {
+    if (k.h == 0 || k.w == 0 || s.h == 0 || s.w == 0 || 2 * p.h > k.h || 2 * p.w > k.w)
+        throw Error(ErrorKind::invalid_argument,
+                    fmt::format("{}(kernel_size={}, stride={}, padding={}): kernel size and stride must be positive and padding at most "
+                                "half the kernel size",
+                                type, k.str(), s.str(), p.str()));
+}
+
+/// The window geometry of a pooling layer for an NCHW input; throws sft::Error naming `label`.
+inline kernels::ConvGeometry pool_geometry(const std::string& label, const Shape& s, Size2 k, Size2 st, Size2 p) {
+    if (s.rank() != 4)
+        throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [N, C, H, W]", label, s.str()));
+    kernels::ConvGeometry g;
+    g.channels = s[1];
+    g.height = s[2];
+    g.width = s[3];
+    g.kernel_h = k.h;
+    g.kernel_w = k.w;
+    g.stride_h = st.h;
+    g.stride_w = st.w;
+    g.pad_h = p.h;
+    g.pad_w = p.w;
+    if (g.out_h() == 0 || g.out_w() == 0)
+        throw Error(ErrorKind::shape, fmt::format("{}: input {} with padding {} is smaller than the kernel {}", label, s.str(), p.str(), k.str()));
+    return g;
+}
+}  // namespace detail
+
+/// Max over each window: [N, C, H, W] -> [N, C, OH, OW], OH = floor((H + 2 padding - KH) / stride) + 1.
+/// No parameters. Backward routes each output's gradient to the input element that won the max
+/// (the first one in row-major order on ties, as PyTorch's CPU kernel).
+template <class T>
+class MaxPool2d : public Module<T> {
+public:
+    /// Throws sft::Error on a zero kernel size or stride, or padding above half the kernel.
+    explicit MaxPool2d(const MaxPool2dOptions& options) : opt_(options) {
+        detail::check_pool_options("MaxPool2d", opt_.kernel_size(), opt_.stride(), opt_.padding());
+    }
+    /// Plain form: MaxPool2d<T>(kernel, stride = kernel, padding = 0). Throws as the options form.
+    explicit MaxPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0)
+        : MaxPool2d(make_options(kernel_size, stride, padding)) {}
+
+    std::string type_name() const override { return "MaxPool2d"; }
+    const MaxPool2dOptions& options() const noexcept { return opt_; }
+
+    /// [N, C, H, W] -> [N, C, OH, OW]. Throws sft::Error (kind shape) when the input is not rank 4
+    /// or is smaller than the window.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        const kernels::ConvGeometry g =
+            detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
+        const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
+        Tensor<T> out = Tensor<T>::empty({n, g.channels, oh, ow});
+        argmax_.resize(out.numel());
+        const T* x = input.data();
+        T* y = out.data();
+        std::size_t o = 0;
+        for (std::size_t nc = 0; nc < n * g.channels; ++nc) {
+            const T* xp = x + nc * plane;
+            for (std::size_t oy = 0; oy < oh; ++oy)
+                for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
+                    // Window clipped to the image: padding only shifts it, padded cells never win.
+                    const long y0 = long(oy * g.stride_h) - long(g.pad_h), x0 = long(ox * g.stride_w) - long(g.pad_w);
+                    const std::size_t ys = std::size_t(std::max(0L, y0)), xs = std::size_t(std::max(0L, x0));
+                    const std::size_t ye = std::min(g.height, std::size_t(y0 + long(g.kernel_h)));
+                    const std::size_t xe = std::min(g.width, std::size_t(x0 + long(g.kernel_w)));
+                    std::size_t best = ys * g.width + xs;
+                    T m = xp[best];
+                    for (std::size_t iy = ys; iy < ye; ++iy)
+                        for (std::size_t ix = xs; ix < xe; ++ix) {
+                            const T v = xp[iy * g.width + ix];
+                            if (v > m || v != v) {  // a NaN wins and propagates, as PyTorch's CPU kernel
+                                m = v;
+                                best = iy * g.width + ix;
+                            }
+                        }
+                    y[o] = m;
+                    argmax_[o] = nc * plane + best;
+                }
+        }
+        in_shape_ = input.shape();
+        out_shape_ = out.shape();
+        forwarded_ = true;
+        return out;
+    }
+
+    /// grad_output [N, C, OH, OW] -> grad_input [N, C, H, W]. Throws sft::Error before any
+    /// forward() or on a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        if (!forwarded_) this->throw_no_forward();
+        this->check_grad_shape(grad_output, out_shape_);
+        if (!need_input_grad) return Tensor<T>();
+        Tensor<T> grad_input = Tensor<T>::zeros(in_shape_);
+        T* dx = grad_input.data();
+        const T* gy = grad_output.data();
+        for (std::size_t o = 0; o < argmax_.size(); ++o) dx[argmax_[o]] += gy[o];
+        return grad_input;
+    }
+
+private:
+    static MaxPool2dOptions make_options(Size2 k, std::optional<Size2> s, Size2 p) {
+        MaxPool2dOptions o(k);
+        if (s) o.stride(*s);
+        o.padding(p);
+        return o;
+    }
+
+    MaxPool2dOptions opt_;
+    std::vector<std::size_t> argmax_;  // flat input index of each output's max
+    Shape in_shape_, out_shape_;
+    bool forwarded_ = false;
+};
+
+/// Mean over each window: [N, C, H, W] -> [N, C, OH, OW], OH = floor((H + 2 padding - KH) / stride) + 1.
+/// No parameters. With count_include_pad (the default, as PyTorch) the divisor is KH * KW, padded
+/// zeros included; otherwise the number of real input elements in the window.
+template <class T>
+class AvgPool2d : public Module<T> {
+public:
+    /// Throws sft::Error on a zero kernel size or stride, or padding above half the kernel.
+    explicit AvgPool2d(const AvgPool2dOptions& options) : opt_(options) {
+        detail::check_pool_options("AvgPool2d", opt_.kernel_size(), opt_.stride(), opt_.padding());
+    }
+    /// Plain form: AvgPool2d<T>(kernel, stride = kernel, padding = 0, count_include_pad = true).
+    explicit AvgPool2d(Size2 kernel_size, std::optional<Size2> stride = std::nullopt, Size2 padding = 0, bool count_include_pad = true)
+        : AvgPool2d(make_options(kernel_size, stride, padding, count_include_pad)) {}
+
+    std::string type_name() const override { return "AvgPool2d"; }
+    const AvgPool2dOptions& options() const noexcept { return opt_; }
+
+    /// [N, C, H, W] -> [N, C, OH, OW]. Throws sft::Error (kind shape) when the input is not rank 4
+    /// or is smaller than the window.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        const kernels::ConvGeometry g =
+            detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
+        const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
+        Tensor<T> out = Tensor<T>::empty({n, g.channels, oh, ow});
+        const T* x = input.data();
+        T* y = out.data();
+        std::size_t o = 0;
+        for (std::size_t nc = 0; nc < n * g.channels; ++nc) {
+            const T* xp = x + nc * plane;
+            for (std::size_t oy = 0; oy < oh; ++oy)
+                for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
+                    Window w = window(g, oy, ox);
+                    T acc = T(0);
+                    for (std::size_t iy = w.ys; iy < w.ye; ++iy)
+                        for (std::size_t ix = w.xs; ix < w.xe; ++ix) acc += xp[iy * g.width + ix];
+                    y[o] = acc / w.divisor;
+                }
+        }
+        geom_ = g;
+        in_shape_ = input.shape();
+        out_shape_ = out.shape();
+        forwarded_ = true;
+        return out;
+    }
+
+    /// grad_output [N, C, OH, OW] -> grad_input [N, C, H, W]: each output's gradient spread evenly
+    /// (divided by the same divisor) over its window. Throws sft::Error before any forward() or on
+    /// a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        if (!forwarded_) this->throw_no_forward();
+        this->check_grad_shape(grad_output, out_shape_);
+        if (!need_input_grad) return Tensor<T>();
+        const kernels::ConvGeometry& g = geom_;
+        const std::size_t oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
+        Tensor<T> grad_input = Tensor<T>::zeros(in_shape_);
+        const T* gy = grad_output.data();
+        std::size_t o = 0;
+        for (std::size_t nc = 0; nc < in_shape_[0] * g.channels; ++nc) {
+            T* dx = grad_input.data() + nc * plane;
+            for (std::size_t oy = 0; oy < oh; ++oy)
+                for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
+                    Window w = window(g, oy, ox);
+                    const T v = gy[o] / w.divisor;
+                    for (std::size_t iy = w.ys; iy < w.ye; ++iy)
+                        for (std::size_t ix = w.xs; ix < w.xe; ++ix) dx[iy * g.width + ix] += v;
+                }
+        }
+        return grad_input;
+    }
+
+private:
+    struct Window {
+        std::size_t ys, ye, xs, xe;  // the window clipped to the image
+        T divisor;
+    };
+
+    // As PyTorch's avg_pool2d: the window clipped to the padded image gives the count_include_pad
+    // divisor (KH * KW without ceil_mode), the window clipped to the image the other one.
+    Window window(const kernels::ConvGeometry& g, std::size_t oy, std::size_t ox) const noexcept {
+        const long y0 = long(oy * g.stride_h) - long(g.pad_h), x0 = long(ox * g.stride_w) - long(g.pad_w);
+        const long y1 = std::min(y0 + long(g.kernel_h), long(g.height + g.pad_h));
+        const long x1 = std::min(x0 + long(g.kernel_w), long(g.width + g.pad_w));
+        const long padded_count = (y1 - y0) * (x1 - x0);
+        Window w;
+        w.ys = std::size_t(std::max(0L, y0));
+        w.xs = std::size_t(std::max(0L, x0));
+        w.ye = std::min(g.height, std::size_t(y1));
+        w.xe = std::min(g.width, std::size_t(x1));
+        w.divisor = opt_.count_include_pad() ? T(padded_count) : T((w.ye - w.ys) * (w.xe - w.xs));
+        return w;
+    }
+
+    static AvgPool2dOptions make_options(Size2 k, std::optional<Size2> s, Size2 p, bool cip) {
+        AvgPool2dOptions o(k);
+        if (s) o.stride(*s);
+        o.padding(p).count_include_pad(cip);
+        return o;
+    }
+
+    AvgPool2dOptions opt_;
+    kernels::ConvGeometry geom_;
+    Shape in_shape_, out_shape_;
+    bool forwarded_ = false;
+};
+
+}  // namespace sft::nn
