@@ -10,3 +10,6 @@
 #include <sft/nn/linear.hpp>
 #include <sft/nn/module.hpp>
 #include <sft/nn/sequential.hpp>
+
+#include <sft/io/dtype.hpp>
+#include <sft/io/safetensors.hpp>

@@ -12,8 +12,14 @@
 
 namespace sft::io {
 
-/// Element type of a tensor stored in a file, named as in the safetensors header.
-enum class Dtype { F64, F32, F16, BF16, I64, I32, I16, I8, U8, BOOL };
+/// Element type of a tensor stored in a file, named as in the safetensors header. F8_E4M3 is
+/// torch.float8_e4m3fn (no infinities), F8_E5M2 is torch.float8_e5m2.
+enum class Dtype { F64, F32, F16, BF16, F8_E4M3, F8_E5M2, I64, I32, I16, I8, U64, U32, U16, U8, BOOL };
+
+/// Every Dtype, in declaration order.
+inline constexpr Dtype all_dtypes[] = {Dtype::F64, Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::F8_E4M3,
+                                       Dtype::F8_E5M2, Dtype::I64, Dtype::I32, Dtype::I16, Dtype::I8,
+                                       Dtype::U64, Dtype::U32, Dtype::U16, Dtype::U8, Dtype::BOOL};
 
 /// The header name of a dtype: "F32", "BF16", ...
 constexpr const char* dtype_name(Dtype d) noexcept {
@@ -22,10 +28,15 @@ constexpr const char* dtype_name(Dtype d) noexcept {
         case Dtype::F32: return "F32";
         case Dtype::F16: return "F16";
         case Dtype::BF16: return "BF16";
+        case Dtype::F8_E4M3: return "F8_E4M3";
+        case Dtype::F8_E5M2: return "F8_E5M2";
         case Dtype::I64: return "I64";
         case Dtype::I32: return "I32";
         case Dtype::I16: return "I16";
         case Dtype::I8: return "I8";
+        case Dtype::U64: return "U64";
+        case Dtype::U32: return "U32";
+        case Dtype::U16: return "U16";
         case Dtype::U8: return "U8";
         case Dtype::BOOL: return "BOOL";
     }
@@ -35,23 +46,23 @@ constexpr const char* dtype_name(Dtype d) noexcept {
 /// Bytes per element of a dtype.
 constexpr std::size_t dtype_size(Dtype d) noexcept {
     switch (d) {
-        case Dtype::F64: case Dtype::I64: return 8;
-        case Dtype::F32: case Dtype::I32: return 4;
-        case Dtype::F16: case Dtype::BF16: case Dtype::I16: return 2;
-        case Dtype::I8: case Dtype::U8: case Dtype::BOOL: return 1;
+        case Dtype::F64: case Dtype::I64: case Dtype::U64: return 8;
+        case Dtype::F32: case Dtype::I32: case Dtype::U32: return 4;
+        case Dtype::F16: case Dtype::BF16: case Dtype::I16: case Dtype::U16: return 2;
+        case Dtype::F8_E4M3: case Dtype::F8_E5M2: case Dtype::I8: case Dtype::U8: case Dtype::BOOL: return 1;
     }
     return 0;
 }
 
-/// True for F64, F32, F16 and BF16.
+/// True for F64, F32, F16, BF16 and the two F8 types.
 constexpr bool dtype_is_floating(Dtype d) noexcept {
-    return d == Dtype::F64 || d == Dtype::F32 || d == Dtype::F16 || d == Dtype::BF16;
+    return d == Dtype::F64 || d == Dtype::F32 || d == Dtype::F16 || d == Dtype::BF16 || d == Dtype::F8_E4M3 ||
+           d == Dtype::F8_E5M2;
 }
 
 /// The dtype named `name` in a safetensors header, or nothing for an unknown name.
 inline std::optional<Dtype> dtype_from_name(std::string_view name) noexcept {
-    for (Dtype d : {Dtype::F64, Dtype::F32, Dtype::F16, Dtype::BF16, Dtype::I64, Dtype::I32, Dtype::I16, Dtype::I8,
-                    Dtype::U8, Dtype::BOOL})
+    for (Dtype d : all_dtypes)
         if (name == dtype_name(d)) return d;
     return std::nullopt;
 }
@@ -142,6 +153,32 @@ inline std::uint16_t float_to_bf16(float f) noexcept {
     if ((x & 0x7fffffffu) > 0x7f800000u) return static_cast<std::uint16_t>((x >> 16) | 0x0040u);
     x += 0x7fffu + ((x >> 16) & 1u);
     return static_cast<std::uint16_t>(x >> 16);
+}
+
+/// float8_e5m2 bits to float, exactly: E5M2 is the upper byte of an IEEE binary16.
+inline float f8e5m2_to_float(std::uint8_t b) noexcept { return f16_to_float(static_cast<std::uint16_t>(b << 8)); }
+
+/// float8_e4m3fn bits to float, exactly (1 sign, 4 exponent bits of bias 7, 3 mantissa bits; no
+/// infinities, S.1111.111 is NaN; largest finite 448), as torch.float8_e4m3fn.
+inline float f8e4m3_to_float(std::uint8_t b) noexcept {
+    const std::uint32_t sign = static_cast<std::uint32_t>(b & 0x80u) << 24;
+    const std::uint32_t exp = (b >> 3) & 0xfu;
+    const std::uint32_t mant = b & 0x7u;
+    std::uint32_t bits;
+    if (exp == 0xf && mant == 0x7) {
+        bits = sign | 0x7fc00000u;  // NaN
+    } else if (exp != 0) {
+        bits = sign | ((exp + 120) << 23) | (mant << 20);  // rebias 7 -> 127
+    } else if (mant == 0) {
+        bits = sign;
+    } else {
+        // Subnormal: mant * 2^-9, exact in float as an integer times a power of two.
+        float f = static_cast<float>(mant) * 0x1.0p-9f;
+        return sign ? -f : f;
+    }
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
 }
 
 }  // namespace sft::io
