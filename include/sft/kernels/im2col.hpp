@@ -54,7 +54,7 @@ inline void valid_range(std::size_t n_in, std::size_t n_out, std::size_t stride,
 template <class T>
 inline void add_run(T* y, const T* x, std::size_t n) noexcept {
     std::size_t i = 0;
-#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#if SFT_KERNELS_SIMD
     constexpr std::size_t w = Batch<T>::size;
     for (; i + w <= n; i += w) (Batch<T>::load_unaligned(y + i) + Batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
 #endif
@@ -118,13 +118,14 @@ void im2col(const ConvGeometry& g, const T* image, T* col) noexcept {
                 std::fill(row, row + y_lo * ow, T(0));
                 for (std::size_t oy = y_lo; oy < y_hi; ++oy) {
                     T* out = row + oy * ow;
-                    // x_lo <= x_hi, and inside [x_lo, x_hi) the index ox * SW + kj - PW is in [0, W).
-                    const T* src = plane + (oy * g.stride_h + ki - g.pad_h) * g.width + (x_lo * g.stride_w + kj - g.pad_w);
                     std::fill(out, out + x_lo, T(0));
-                    if (g.stride_w == 1) {
-                        if (x_hi > x_lo) std::memcpy(out + x_lo, src, (x_hi - x_lo) * sizeof(T));
-                    } else {
-                        for (std::size_t ox = x_lo; ox < x_hi; ++ox, src += g.stride_w) out[ox] = *src;
+                    // Inside [x_lo, x_hi) the index ox * SW + kj - PW is in [0, W); the source
+                    // pointer is formed only for a non-empty run (else it could point before the image).
+                    if (x_hi > x_lo) {
+                        const T* src = plane + (oy * g.stride_h + ki - g.pad_h) * g.width + (x_lo * g.stride_w + kj - g.pad_w);
+                        if (g.stride_w == 1) std::memcpy(out + x_lo, src, (x_hi - x_lo) * sizeof(T));
+                        else
+                            for (std::size_t ox = x_lo; ox < x_hi; ++ox, src += g.stride_w) out[ox] = *src;
                     }
                     std::fill(out + x_hi, out + ow, T(0));
                 }

@@ -75,7 +75,7 @@ void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rs
 /// Stores the row mean and 1/sqrt(var + eps). Matches the reference to rounding (lane-wise sums).
 template <class T>
 void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T eps, T* y, T* mean_out, T* rstd_out) noexcept {
-#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#if SFT_KERNELS_SIMD
     SFT_ASSERT(n > 0);
     using B = Batch<T>;
     constexpr std::size_t lanes = B::size;
@@ -114,7 +114,7 @@ void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T 
 /// not nullptr). w is the weight (nullptr: no affine).
 template <class T>
 void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rstd, const T* w, T* dx, T* dw, T* db) noexcept {
-#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#if SFT_KERNELS_SIMD
     SFT_ASSERT(n > 0);
     using B = Batch<T>;
     constexpr std::size_t lanes = B::size;

@@ -14,7 +14,15 @@
 
 namespace sft::kernels {
 
+/// SFT_KERNELS_SIMD: 1 when the kernels take their xsimd path, 0 on the scalar path. Internal to
+/// kernels/ (it can only be known after including xsimd, hence here rather than in config.hpp).
 #if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#define SFT_KERNELS_SIMD 1
+#else
+#define SFT_KERNELS_SIMD 0
+#endif
+
+#if SFT_KERNELS_SIMD
 /// True when the kernels use xsimd; false on the scalar path.
 inline constexpr bool simd_enabled = true;
 /// The xsimd batch of T for the architecture picked at compile time.

@@ -79,7 +79,7 @@ T softmax_cross_entropy_row(const T* x, std::size_t n, std::size_t target, T smo
 
 }  // namespace reference
 
-#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#if SFT_KERNELS_SIMD
 namespace softmax_detail {
 
 /// Max of x[n] (n > 0), lanes then tail.
@@ -135,7 +135,7 @@ T exp_shifted(const T* x, std::size_t n, T m, T* y, const T* class_weight, bool 
 /// y[n] = softmax(x[n]) with the row max subtracted. y may alias x.
 template <class T>
 void softmax_row(const T* x, std::size_t n, T* y) noexcept {
-#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#if SFT_KERNELS_SIMD
     if (n == 0) return;
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
@@ -160,7 +160,7 @@ void softmax_row(const T* x, std::size_t n, T* y) noexcept {
 template <class T>
 T softmax_cross_entropy_row(const T* x, std::size_t n, std::size_t target, T smoothing, const T* class_weight,
                             T weight_sum, T scale, T* grad) noexcept {
-#if !SFT_NO_SIMD && !defined(XSIMD_NO_SUPPORTED_ARCHITECTURE)
+#if SFT_KERNELS_SIMD
     SFT_ASSERT(n > 0 && target < n && grad != x);
     using B = Batch<T>;
     constexpr std::size_t w = B::size;

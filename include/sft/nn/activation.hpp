@@ -1,40 +1,170 @@
 /// @file activation.hpp
-/// Elementwise activation layers: ReLU (more follow the same pattern). Any shape -> same shape.
+/// Elementwise activation layers: ReLU, GELU (exact or tanh approximation), Tanh, Sigmoid, as
+/// torch.nn's. Any shape -> the same shape. The loops are the kernels of sft/kernels/activation.hpp.
 #pragma once
 
+#include <sft/error.hpp>
+#include <sft/kernels/activation.hpp>
 #include <sft/nn/module.hpp>
+
+#include <fmt/format.h>
+
+#include <string>
 
 namespace sft::nn {
 
-/// max(x, 0), as torch.nn.ReLU. Backward passes the gradient where the input was positive.
-template <class T>
-class ReLU : public Module<T> {
-public:
-    std::string type_name() const override { return "ReLU"; }
+namespace detail {
 
-    Tensor<T> forward(const Tensor<T>& input) override {
-        Tensor<T> out = Tensor<T>::empty(input.shape());
-        const T* x = input.data();
-        T* y = out.data();
-        for (std::size_t i = 0, n = input.numel(); i < n; ++i) y[i] = x[i] > T(0) ? x[i] : T(0);
-        output_ = out;
-        return out;
+/// Shared plumbing of the elementwise activations: the input check, the cache (the forward input
+/// or output, whichever the derivative needs) and the checks of backward.
+template <class T>
+class ElementwiseActivation : public Module<T> {
+protected:
+    /// Throws sft::Error naming the layer when `input` is undefined.
+    void check_input(const Tensor<T>& input) const {
+        if (!input.defined())
+            throw Error(ErrorKind::invalid_argument, fmt::format("{}: forward() given an undefined tensor", this->label()));
     }
 
-    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
-        if (!output_.defined()) this->throw_no_forward();
-        this->check_grad_shape(grad_output, output_.shape());
+    /// The backward of every activation: checks that a forward came first and that grad_output has
+    /// the shape of the last output, then dx = kernel(grad_output, cached_) unless not needed.
+    template <class Kernel>
+    Tensor<T> backward_with(const Tensor<T>& grad_output, bool need_input_grad, Kernel kernel) {
+        if (!cached_.defined()) this->throw_no_forward();
+        if (!grad_output.defined())
+            throw Error(ErrorKind::shape, fmt::format("{}: backward() given an undefined grad_output, expected {}", this->label(),
+                                                      cached_.shape().str()));
+        this->check_grad_shape(grad_output, cached_.shape());
         if (!need_input_grad) return Tensor<T>();
-        Tensor<T> grad_input = Tensor<T>::empty(output_.shape());
-        const T* y = output_.data();
-        const T* g = grad_output.data();
-        T* dx = grad_input.data();
-        for (std::size_t i = 0, n = output_.numel(); i < n; ++i) dx[i] = y[i] > T(0) ? g[i] : T(0);
+        Tensor<T> grad_input = Tensor<T>::empty(cached_.shape());
+        kernel(grad_output.data(), cached_.data(), grad_input.data(), cached_.numel());
         return grad_input;
     }
 
+    /// The forward input or output, as the layer's derivative needs (shape of both).
+    Tensor<T> cached_;
+};
+
+}  // namespace detail
+
+/// max(x, 0), as torch.nn.ReLU: any shape -> same shape. Backward passes the gradient where the
+/// input was positive (0 at x == 0, as PyTorch). Throws sft::Error on an undefined input.
+template <class T>
+class ReLU : public detail::ElementwiseActivation<T> {
+public:
+    std::string type_name() const override { return "ReLU"; }
+
+    /// y = relu(x), same shape. Throws sft::Error when x is undefined.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        this->check_input(input);
+        Tensor<T> out = Tensor<T>::empty(input.shape());
+        kernels::relu_forward(input.data(), out.data(), input.numel());
+        this->cached_ = out;  // y > 0 exactly where x > 0: the output is enough for backward
+        return out;
+    }
+
+    /// dx = dy where y > 0, else 0. Throws sft::Error before any forward or on a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
+            kernels::relu_backward(g, y, dx, n);
+        });
+    }
+};
+
+/// How GELU computes Phi(x), as torch.nn.GELU's `approximate` argument.
+enum class GELUApproximate {
+    none,  ///< exact: 0.5 x (1 + erf(x / sqrt 2)), PyTorch's default
+    tanh,  ///< 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), approximate='tanh' (GPT-2, BERT)
+};
+
+/// x * Phi(x), as torch.nn.GELU: any shape -> same shape. Exact (erf) by default; the tanh
+/// approximation with GELU<T>(GELUApproximate::tanh) or GELU<T>("tanh").
+template <class T>
+class GELU : public detail::ElementwiseActivation<T> {
+public:
+    /// The exact GELU unless `approximate` says tanh.
+    explicit GELU(GELUApproximate approximate = GELUApproximate::none) noexcept : approximate_(approximate) {}
+    /// As torch.nn.GELU(approximate=...): "none" or "tanh". Throws sft::Error on any other string.
+    explicit GELU(const std::string& approximate) : approximate_(parse(approximate)) {}
+
+    std::string type_name() const override { return "GELU"; }
+    GELUApproximate approximate() const noexcept { return approximate_; }
+
+    /// y = gelu(x), same shape. Throws sft::Error when x is undefined.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        this->check_input(input);
+        Tensor<T> out = Tensor<T>::empty(input.shape());
+        if (approximate_ == GELUApproximate::tanh) kernels::gelu_tanh_forward(input.data(), out.data(), input.numel());
+        else kernels::gelu_forward(input.data(), out.data(), input.numel());
+        this->cached_ = input;  // the derivative is a function of x
+        return out;
+    }
+
+    /// dx = dy * gelu'(x) from the cached input. Throws sft::Error before any forward or on a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        if (approximate_ == GELUApproximate::tanh)
+            return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* x, T* dx, std::size_t n) {
+                kernels::gelu_tanh_backward(g, x, dx, n);
+            });
+        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* x, T* dx, std::size_t n) {
+            kernels::gelu_backward(g, x, dx, n);
+        });
+    }
+
 private:
-    Tensor<T> output_;  // y > 0 exactly where x > 0, so the output is enough for backward
+    static GELUApproximate parse(const std::string& s) {
+        if (s == "none") return GELUApproximate::none;
+        if (s == "tanh") return GELUApproximate::tanh;
+        throw Error(ErrorKind::invalid_argument, fmt::format("GELU: approximate = '{}', expected 'none' or 'tanh'", s));
+    }
+
+    GELUApproximate approximate_;
+};
+
+/// tanh(x), as torch.nn.Tanh: any shape -> same shape. Backward: dy * (1 - y^2) from the output.
+template <class T>
+class Tanh : public detail::ElementwiseActivation<T> {
+public:
+    std::string type_name() const override { return "Tanh"; }
+
+    /// y = tanh(x), same shape. Throws sft::Error when x is undefined.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        this->check_input(input);
+        Tensor<T> out = Tensor<T>::empty(input.shape());
+        kernels::tanh_forward(input.data(), out.data(), input.numel());
+        this->cached_ = out;
+        return out;
+    }
+
+    /// dx = dy * (1 - y^2). Throws sft::Error before any forward or on a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
+            kernels::tanh_backward(g, y, dx, n);
+        });
+    }
+};
+
+/// 1 / (1 + exp(-x)), as torch.nn.Sigmoid: any shape -> same shape. Backward: dy * y (1 - y).
+template <class T>
+class Sigmoid : public detail::ElementwiseActivation<T> {
+public:
+    std::string type_name() const override { return "Sigmoid"; }
+
+    /// y = sigmoid(x), same shape. Throws sft::Error when x is undefined.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        this->check_input(input);
+        Tensor<T> out = Tensor<T>::empty(input.shape());
+        kernels::sigmoid_forward(input.data(), out.data(), input.numel());
+        this->cached_ = out;
+        return out;
+    }
+
+    /// dx = dy * y (1 - y). Throws sft::Error before any forward or on a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
+            kernels::sigmoid_backward(g, y, dx, n);
+        });
+    }
 };
 
 }  // namespace sft::nn

@@ -2,7 +2,9 @@
 /// sft::nn::Linear: y = x W^T + b, as torch.nn.Linear (weight [out, in], bias [out]).
 #pragma once
 
+#include <sft/kernels/elementwise.hpp>
 #include <sft/kernels/gemm.hpp>
+#include <sft/kernels/reduce.hpp>
 #include <sft/nn/module.hpp>
 
 #include <cmath>
@@ -32,8 +34,11 @@ public:
     }
 
     std::string type_name() const override { return "Linear"; }
+    /// The size of the input's last dimension.
     std::size_t in_features() const noexcept { return in_; }
+    /// The size of the output's last dimension.
     std::size_t out_features() const noexcept { return out_; }
+    /// The weight [out, in].
     Parameter<T>& weight() noexcept { return *weight_; }
     /// The bias; nullptr when built without one.
     Parameter<T>* bias() noexcept { return bias_; }
@@ -47,18 +52,14 @@ public:
         out_shape[out_shape.rank() - 1] = out_;
         Tensor<T> out = Tensor<T>::empty(out_shape);
         kernels::gemm<T>(false, true, rows, out_, in_, T(1), input.data(), in_, weight_->value().data(), in_, T(0), out.data(), out_);
-        if (bias_) {
-            const T* b = bias_->value().data();
-            for (std::size_t r = 0; r < rows; ++r) {
-                T* y = out.data() + r * out_;
-                for (std::size_t j = 0; j < out_; ++j) y[j] += b[j];
-            }
-        }
+        if (bias_) kernels::add_bias(out.data(), bias_->value().data(), rows, out_);
         input_ = input;
         out_shape_ = out_shape;
         return out;
     }
 
+    /// dy [*, out] -> dx [*, in] = dy W; accumulates dW += dy^T x and db += column sums of dy for the
+    /// trainable ones. Throws sft::Error before any forward or when dy's shape is not the last output's.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
@@ -66,11 +67,8 @@ public:
         const T* g = grad_output.data();
         if (weight_->requires_grad())  // dW[out, in] += g^T[out, rows] x[rows, in]
             kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input_.data(), in_, T(1), weight_->grad().data(), in_);
-        if (bias_ && bias_->requires_grad()) {  // db[out] += column sums of g
-            T* db = bias_->grad().data();
-            for (std::size_t r = 0; r < rows; ++r)
-                for (std::size_t j = 0; j < out_; ++j) db[j] += g[r * out_ + j];
-        }
+        if (bias_ && bias_->requires_grad())  // db[out] += column sums of g
+            kernels::add_col_sums(g, rows, out_, bias_->grad().data());
         if (!need_input_grad) return Tensor<T>();
         Tensor<T> grad_input = Tensor<T>::empty(input_.shape());  // dx[rows, in] = g[rows, out] W[out, in]
         kernels::gemm<T>(false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), grad_input.data(), in_);

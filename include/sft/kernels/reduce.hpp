@@ -1,0 +1,176 @@
+/// @file reduce.hpp
+/// Reductions on raw contiguous memory: sum, dot, row sums, column sums (the bias gradient of a
+/// linear layer) and row maxima. Scalar references in sft::kernels::reference; the xsimd versions
+/// are chosen at compile time through kernels/simd.hpp. Pointers need no alignment.
+/// Internal: namespace sft::kernels. Kernels never throw.
+///
+/// Accuracy: the references of sum, dot and row_sums accumulate float in double, so that they are
+/// the accurate side of the tests; the SIMD versions accumulate in T, one partial sum per lane,
+/// then add the lanes (xsimd::hadd) and the tail. Their error is bounded by about
+/// (n / lanes + lanes + tail) * eps * sum |x_i|, smaller than a sequential float sum's n * eps * sum |x_i|.
+/// Column sums add whole rows lane-wise in T on both paths: the same operations in the same order,
+/// so both paths agree bit for bit.
+#pragma once
+
+#include <sft/config.hpp>
+#include <sft/kernels/simd.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <type_traits>
+
+namespace sft::kernels {
+
+namespace reference {
+
+/// Accumulator type of the references: double for float.
+template <class T>
+using ReduceAcc = std::conditional_t<std::is_same_v<T, float>, double, T>;
+
+/// sum_i x[i], i < n (0 when n == 0).
+template <class T>
+T sum(const T* x, std::size_t n) noexcept {
+    ReduceAcc<T> s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += x[i];
+    return static_cast<T>(s);
+}
+
+/// sum_i a[i] * b[i], i < n (0 when n == 0).
+template <class T>
+T dot(const T* a, const T* b, std::size_t n) noexcept {
+    ReduceAcc<T> s = 0;
+    for (std::size_t i = 0; i < n; ++i) s += ReduceAcc<T>(a[i]) * b[i];
+    return static_cast<T>(s);
+}
+
+/// out[r] = sum_j x[r, j] for a row-major x[rows, cols].
+template <class T>
+void row_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+    for (std::size_t r = 0; r < rows; ++r) out[r] = sum(x + r * cols, cols);
+}
+
+/// out[j] += sum_r x[r, j] for a row-major x[rows, cols], rows added in order (the bias gradient
+/// db += column sums of dy, which accumulates as every gradient does).
+template <class T>
+void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t j = 0; j < cols; ++j) out[j] += x[r * cols + j];
+}
+
+/// out[r] = max_j x[r, j] for a row-major x[rows, cols] with cols > 0.
+template <class T>
+void row_max(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+    SFT_ASSERT(cols > 0 || rows == 0);
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = x + r * cols;
+        T m = row[0];
+        for (std::size_t j = 1; j < cols; ++j) m = std::max(m, row[j]);
+        out[r] = m;
+    }
+}
+
+}  // namespace reference
+
+/// sum_i x[i], i < n (0 when n == 0). Lane-wise partial sums on the SIMD path (see the file comment).
+template <class T>
+T sum(const T* x, std::size_t n) noexcept {
+#if SFT_KERNELS_SIMD
+    using B = Batch<T>;
+    constexpr std::size_t w = B::size;
+    std::size_t i = 0;
+    B acc(T(0));
+    for (; i + w <= n; i += w) acc += B::load_unaligned(x + i);
+    T s = xsimd::hadd(acc);
+    for (; i < n; ++i) s += x[i];
+    return s;
+#else
+    return reference::sum(x, n);
+#endif
+}
+
+/// sum_i a[i] * b[i], i < n (0 when n == 0). Lane-wise fused multiply-adds on the SIMD path.
+template <class T>
+T dot(const T* a, const T* b, std::size_t n) noexcept {
+#if SFT_KERNELS_SIMD
+    using B = Batch<T>;
+    constexpr std::size_t w = B::size;
+    std::size_t i = 0;
+    B acc(T(0));
+    for (; i + w <= n; i += w) acc = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc);
+    T s = xsimd::hadd(acc);
+    for (; i < n; ++i) s += a[i] * b[i];
+    return s;
+#else
+    return reference::dot(a, b, n);
+#endif
+}
+
+/// out[r] = sum_j x[r, j] for a row-major x[rows, cols] (out must not overlap x).
+template <class T>
+void row_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+#if SFT_KERNELS_SIMD
+    for (std::size_t r = 0; r < rows; ++r) out[r] = sum(x + r * cols, cols);
+#else
+    reference::row_sums(x, rows, cols, out);
+#endif
+}
+
+/// out[j] += sum_r x[r, j] for a row-major x[rows, cols] (out[cols] must not overlap x): the bias
+/// gradient db += column sums of dy. Vectorised across columns, rows added in order.
+template <class T>
+void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+#if SFT_KERNELS_SIMD
+    using B = Batch<T>;
+    constexpr std::size_t w = B::size;
+    std::size_t j = 0;
+    // Blocks of columns: the partial sums stay in a register across all rows.
+    for (; j + w <= cols; j += w) {
+        B acc = B::load_unaligned(out + j);
+        for (std::size_t r = 0; r < rows; ++r) acc += B::load_unaligned(x + r * cols + j);
+        acc.store_unaligned(out + j);
+    }
+    for (; j < cols; ++j) {
+        T acc = out[j];
+        for (std::size_t r = 0; r < rows; ++r) acc += x[r * cols + j];
+        out[j] = acc;
+    }
+#else
+    reference::add_col_sums(x, rows, cols, out);
+#endif
+}
+
+/// out[j] = sum_r x[r, j] for a row-major x[rows, cols] (out[cols] must not overlap x).
+template <class T>
+void col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+    std::fill(out, out + cols, T(0));
+    add_col_sums(x, rows, cols, out);
+}
+
+/// out[r] = max_j x[r, j] for a row-major x[rows, cols] with cols > 0 (out must not overlap x).
+/// NaNs are not guaranteed to propagate.
+template <class T>
+void row_max(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+#if SFT_KERNELS_SIMD
+    SFT_ASSERT(cols > 0 || rows == 0);
+    using B = Batch<T>;
+    constexpr std::size_t w = B::size;
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* row = x + r * cols;
+        T m = row[0];
+        std::size_t j = 0;
+        if (cols >= w) {
+            B vm = B::load_unaligned(row);
+            for (j = w; j + w <= cols; j += w) vm = xsimd::max(vm, B::load_unaligned(row + j));
+            alignas(64) T lanes[w];
+            vm.store_aligned(lanes);
+            m = *std::max_element(lanes, lanes + w);
+        }
+        for (; j < cols; ++j) m = std::max(m, row[j]);
+        out[r] = m;
+    }
+#else
+    reference::row_max(x, rows, cols, out);
+#endif
+}
+
+}  // namespace sft::kernels

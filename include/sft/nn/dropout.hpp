@@ -1,0 +1,103 @@
+/// @file dropout.hpp
+/// sft::nn::Dropout: zeroes elements with probability p in training, as torch.nn.Dropout.
+#pragma once
+
+#include <sft/error.hpp>
+#include <sft/kernels/elementwise.hpp>
+#include <sft/nn/module.hpp>
+
+#include <fmt/format.h>
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+namespace sft::nn {
+
+/// Dropout with inverted scaling, as torch.nn.Dropout(p): any shape -> same shape.
+///
+/// In training each element is kept with probability 1 - p and scaled by 1 / (1 - p), so that
+/// the expectation is unchanged: y = x * m, m_i = keep_i / (1 - p) (torch's
+/// `input * bernoulli_(1 - p).div_(1 - p)`); p == 1 gives x * 0. In eval mode, and in training
+/// with p == 0, it is the identity and returns its input itself (no copy), as PyTorch.
+/// Backward multiplies by the same mask m.
+///
+/// Masks come from default_rng() (as torch's global generator, reseeded by sft::manual_seed) unless
+/// the layer was given its own seed: Dropout<T>(p, seed) or manual_seed(seed), which make its masks
+/// reproducible whatever else draws numbers.
+template <class T>
+class Dropout : public Module<T> {
+public:
+    /// Masks from default_rng(). Throws sft::Error unless 0 <= p <= 1.
+    explicit Dropout(double p = 0.5) : p_(checked(p)) {}
+    /// Masks from the layer's own generator, seeded with `seed`. Throws sft::Error unless 0 <= p <= 1.
+    Dropout(double p, std::uint64_t seed) : p_(checked(p)), own_rng_(seed), use_own_rng_(true) {}
+
+    std::string type_name() const override { return "Dropout"; }
+    /// The probability of zeroing an element.
+    double p() const noexcept { return p_; }
+
+    /// Switches to the layer's own generator and restarts it at `seed`.
+    void manual_seed(std::uint64_t seed) noexcept {
+        own_rng_.seed_(seed);
+        use_own_rng_ = true;
+    }
+    /// The generator the next mask is drawn from (the layer's own, or default_rng()).
+    Rng& generator() noexcept { return use_own_rng_ ? own_rng_ : default_rng(); }
+
+    /// Training: y = x * m with a fresh mask m (see the class comment). Eval: returns x itself.
+    /// Throws sft::Error when x is undefined.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        if (!input.defined())
+            throw Error(ErrorKind::invalid_argument, fmt::format("{}: forward() given an undefined tensor", this->label()));
+        out_shape_ = input.shape();
+        forwarded_ = true;
+        if (!this->training_ || p_ == 0.0) {
+            mask_ = Tensor<T>();  // identity (torch returns the input itself): backward passes dy through
+            return input;
+        }
+        Tensor<T> mask = Tensor<T>::empty(input.shape());
+        if (p_ == 1.0) mask.zero_();  // torch returns input * 0 (NaN * 0 stays NaN, as there)
+        else {
+            const double keep = 1.0 - p_;
+            const T kept = static_cast<T>(1.0 / keep);
+            Rng& rng = generator();
+            for (auto& m : mask) m = rng.uniform() < keep ? kept : T(0);
+        }
+        Tensor<T> out = Tensor<T>::empty(input.shape());
+        kernels::mul(input.data(), mask.data(), out.data(), input.numel());
+        mask_ = mask;
+        return out;
+    }
+
+    /// dx = dy * m with the mask of the last forward (dy itself after an identity forward).
+    /// Throws sft::Error before any forward or when dy's shape is not the last output's.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        if (!forwarded_) this->throw_no_forward();
+        if (!grad_output.defined())
+            throw Error(ErrorKind::shape, fmt::format("{}: backward() given an undefined grad_output, expected {}", this->label(),
+                                                      out_shape_.str()));
+        this->check_grad_shape(grad_output, out_shape_);
+        if (!need_input_grad) return Tensor<T>();
+        if (!mask_.defined()) return grad_output;
+        Tensor<T> grad_input = Tensor<T>::empty(out_shape_);
+        kernels::mul(grad_output.data(), mask_.data(), grad_input.data(), grad_output.numel());
+        return grad_input;
+    }
+
+private:
+    static double checked(double p) {
+        if (!(p >= 0.0 && p <= 1.0))
+            throw Error(ErrorKind::invalid_argument, fmt::format("Dropout: p = {}, expected 0 <= p <= 1", p));
+        return p;
+    }
+
+    double p_;
+    Rng own_rng_;
+    bool use_own_rng_ = false;
+    bool forwarded_ = false;
+    Shape out_shape_;
+    Tensor<T> mask_;  // 0 or 1 / (1 - p) per element; undefined after an identity forward
+};
+
+}  // namespace sft::nn
