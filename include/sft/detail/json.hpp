@@ -12,6 +12,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cstddef>
 #include <cstdint>
@@ -168,15 +169,15 @@ private:
             ++pos_;
             return v;
         }
+        std::vector<std::size_t> key_at;  // byte offset of each member's key, for the duplicate check
         for (;;) {
             skip_ws();
             if (peek() != '"') {
                 if (at_end()) fail("expected a string key but the text ended");
                 fail(fmt::format("expected a string key, found {}", describe(s_[pos_])));
             }
-            const std::size_t key_at = pos_;
+            key_at.push_back(pos_);
             std::string key = string();
-            if (v.find(key) != nullptr) fail_at(fmt::format("duplicate key '{}'", key), key_at);
             skip_ws();
             expect(':');
             skip_ws();
@@ -189,11 +190,29 @@ private:
             }
             if (peek() == '}') {
                 ++pos_;
+                reject_duplicates(v, key_at);
                 return v;
             }
             if (at_end()) fail("expected ',' or '}' but the text ended");
             fail(fmt::format("expected ',' or '}}', found {}", describe(s_[pos_])));
         }
+    }
+
+    /// Duplicate keys are an error (RFC 8259 leaves them undefined; a safetensors header with two
+    /// entries of one name is ambiguous). Sorting makes the check O(n log n): a 100 MB header
+    /// of distinct keys must not take quadratic time. The later of two duplicates is reported.
+    void reject_duplicates(const JsonValue& v, const std::vector<std::size_t>& key_at) const {
+        const auto& m = v.members_;
+        if (m.size() < 2) return;
+        std::vector<std::size_t> order(m.size());
+        for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+        std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+            return m[a].first != m[b].first ? m[a].first < m[b].first : a < b;
+        });
+        std::size_t worst = m.size();  // the first duplicate in document order
+        for (std::size_t i = 1; i < order.size(); ++i)
+            if (m[order[i]].first == m[order[i - 1]].first) worst = std::min(worst, order[i]);
+        if (worst != m.size()) fail_at(fmt::format("duplicate key '{}'", m[worst].first), key_at[worst]);
     }
 
     JsonValue array(int depth) {
@@ -349,17 +368,46 @@ private:
         double d = 0.0;
         const auto r = std::from_chars(first, last, d);
         if (r.ec == std::errc::result_out_of_range) {
-            d = (*first == '-') ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
-            // A huge exponent: tiny values underflow to zero, huge ones are kept as infinities.
-            bool negative_exponent = false;
-            for (const char* p = first; p != last; ++p)
-                if ((*p == 'e' || *p == 'E') && p + 1 != last && p[1] == '-') negative_exponent = true;
-            if (negative_exponent) d = (*first == '-') ? -0.0 : 0.0;
+            // Beyond double: tiny magnitudes underflow to (signed) zero, huge ones become infinities.
+            const bool negative = *first == '-';
+            if (decimal_order(first, last) > 0)
+                d = negative ? -std::numeric_limits<double>::infinity() : std::numeric_limits<double>::infinity();
+            else
+                d = negative ? -0.0 : 0.0;
         } else if (r.ec != std::errc() || r.ptr != last) {
             fail_at("invalid number", start);
         }
         v.double_ = d;
         return v;
+    }
+
+    /// For a valid JSON number, k such that its magnitude is in [10^(k-1), 10^k) (saturated):
+    /// positive for overflow, non-positive for underflow. "0.001e400" is 398, "1000e-400" -396.
+    static long long decimal_order(const char* p, const char* last) noexcept {
+        if (*p == '-') ++p;
+        long long order = 0;
+        bool seen_nonzero = false;
+        for (; p != last && *p >= '0' && *p <= '9'; ++p) {  // integer part
+            if (*p != '0') seen_nonzero = true;
+            if (seen_nonzero) ++order;
+        }
+        if (p != last && *p == '.') {
+            for (++p; p != last && *p >= '0' && *p <= '9'; ++p) {  // fraction: leading zeros lower the order
+                if (seen_nonzero) continue;
+                if (*p == '0') --order;
+                else seen_nonzero = true;
+            }
+        }
+        if (!seen_nonzero) return std::numeric_limits<long long>::min() / 2;  // zero: never out of range
+        long long e = 0;
+        if (p != last && (*p == 'e' || *p == 'E')) {
+            ++p;
+            const bool neg = *p == '-';
+            if (*p == '+' || *p == '-') ++p;
+            for (; p != last; ++p) e = std::min<long long>(e * 10 + (*p - '0'), 1'000'000'000'000LL);
+            if (neg) e = -e;
+        }
+        return order + e;
     }
 
     std::string_view s_;
@@ -373,8 +421,8 @@ inline JsonValue parse_json(std::string_view text, int max_depth = JsonParser::d
     return JsonParser(text, max_depth).parse();
 }
 
-/// `s` as a JSON string literal with quotes; control characters and non-ASCII bytes >= 0x80 are
-/// passed through as UTF-8 except controls, escaped as \u00XX.
+/// `s` as a JSON string literal with quotes: '"' and '\\' escaped, control characters as \n, \t,
+/// ... or \u00XX; every other byte (UTF-8 included) passed through unchanged.
 inline std::string json_quote(std::string_view s) {
     std::string out;
     out.reserve(s.size() + 2);

@@ -315,7 +315,8 @@ private:
         // Sorted by offsets, the tensors must tile [0, data_size) exactly, as the reference's
         // validate(): each begins where the previous ended, and the last ends at the buffer's end.
         std::sort(infos_.begin(), infos_.end(), [](const TensorInfo& a, const TensorInfo& b) {
-            return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
+            if (a.begin != b.begin) return a.begin < b.begin;
+            return a.end != b.end ? a.end < b.end : a.name < b.name;
         });
         std::uint64_t expect = 0;
         const TensorInfo* prev = nullptr;
@@ -600,8 +601,8 @@ struct TempFileGuard {
 /// file comment for the other choices). The file is written to a temporary in the same folder
 /// and renamed over `path` at the end, so a failure never leaves a truncated file at `path`.
 /// Throws sft::Error naming the file (and the tensor): io (cannot write), invalid_argument (an
-/// undefined tensor, the reserved name "__metadata__", a dtype T cannot be saved as, a value the
-/// dtype cannot hold).
+/// undefined tensor, the reserved name "__metadata__", a name or metadata string that is not
+/// UTF-8, a dtype T cannot be saved as, a value the dtype cannot hold).
 template <class T>
 void save_safetensors(const std::map<std::string, Tensor<T>>& tensors, const std::string& path,
                       const std::map<std::string, std::string>& metadata = {}, Dtype dtype = dtype_of<T>()) {
@@ -614,6 +615,17 @@ void save_safetensors(const std::map<std::string, Tensor<T>>& tensors, const std
         throw Error(ErrorKind::invalid_argument, fmt::format("{}: {} tensors cannot be saved as {}", st_where(path),
                                                              sft::detail::dtype_name<T>(), dtype_name(dtype)));
     const std::size_t es = dtype_size(dtype);
+
+    // The reference reader rejects a header that is not UTF-8: refuse to write one.
+    auto check_utf8 = [&](const std::string& s, const char* what) {
+        if (!detail::is_valid_utf8(reinterpret_cast<const unsigned char*>(s.data()), s.size()))
+            throw Error(ErrorKind::invalid_argument, fmt::format("{}: {} '{}' is not valid UTF-8", st_where(path), what, s));
+    };
+    for (const auto& [k, v] : metadata) {
+        check_utf8(k, "metadata key");
+        check_utf8(v, "metadata value");
+    }
+    for (const auto& entry : tensors) check_utf8(entry.first, "tensor name");
 
     // Header: __metadata__ first, as the reference writer, then the tensors in name order.
     std::string header = "{";
