@@ -7,8 +7,13 @@
 #include <sft/tensor.hpp>
 
 #include <sft/nn/activation.hpp>
+#include <sft/nn/batchnorm.hpp>
+#include <sft/nn/conv2d.hpp>
+#include <sft/nn/embedding.hpp>
+#include <sft/nn/layernorm.hpp>
 #include <sft/nn/linear.hpp>
 #include <sft/nn/module.hpp>
+#include <sft/nn/pool.hpp>
 #include <sft/nn/sequential.hpp>
 
 #include <sft/io/dtype.hpp>
