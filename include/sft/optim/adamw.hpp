@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +84,10 @@ public:
     /// Throws sft::Error if params is empty or holds a null or repeated parameter.
     AdamW(std::vector<nn::Parameter<T>*> params, AdamWOptions options = AdamWOptions())
         : AdamW(std::vector<ParamGroup<T>>{ParamGroup<T>(std::move(params))}, options) {}
+
+    /// A braced list of parameters, {&w, &b} (a vector of groups would also accept it).
+    AdamW(std::initializer_list<nn::Parameter<T>*> params, AdamWOptions options = AdamWOptions())
+        : AdamW(std::vector<nn::Parameter<T>*>(params), options) {}
 
     /// Parameter groups, each with its own lr / weight decay when set (the options give the rest).
     /// Throws sft::Error if no group has a parameter, or a parameter is null or repeated.

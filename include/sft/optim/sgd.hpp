@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -83,6 +84,10 @@ public:
     /// is set without a positive momentum and zero dampening.
     SGD(std::vector<nn::Parameter<T>*> params, SGDOptions options)
         : SGD(std::vector<ParamGroup<T>>{ParamGroup<T>(std::move(params))}, options) {}
+
+    /// A braced list of parameters, {&w, &b} (a vector of groups would also accept it).
+    SGD(std::initializer_list<nn::Parameter<T>*> params, SGDOptions options)
+        : SGD(std::vector<nn::Parameter<T>*>(params), options) {}
 
     /// Parameter groups, each with its own lr / weight decay when set (the options give the rest).
     /// Throws as the other constructor.
