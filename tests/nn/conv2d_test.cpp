@@ -105,6 +105,7 @@ TEST_CASE("Conv2d: finite-difference gradients in double", "[nn][conv2d][gradche
         {"1x1 pointwise", Conv2dOptions(4, 3, 1), {2, 4, 3, 3}},
         {"1x1 stride 2", Conv2dOptions(2, 2, 1).stride(2), {1, 2, 5, 5}},
         {"5x5 padding 2 on a 3x4 image", Conv2dOptions(1, 2, 5).padding(2), {2, 1, 3, 4}},
+        {"2x2 stride 2 padding 3: windows entirely in the padding", Conv2dOptions(2, 2, 2).stride(2).padding(3), {1, 2, 3, 3}},
     };
     for (const auto& c : cases) {
         SECTION(c.what) {
