@@ -1,0 +1,88 @@
+// step() allocates nothing after the first step (state is allocated once, lazily): counted by
+// replacing the global operator new for this test binary. The replacement only counts, then
+// allocates as usual, so the other tests linked into sft_test_optim are unaffected.
+#include <sft/optim/adam.hpp>
+#include <sft/optim/adamw.hpp>
+#include <sft/optim/sgd.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace {
+std::atomic<long> allocations{0};
+
+void* counted_alloc(std::size_t n, std::size_t align) {
+    ++allocations;
+    void* p = nullptr;
+    if (align <= alignof(std::max_align_t)) p = std::malloc(n ? n : 1);
+    else p = std::aligned_alloc(align, (std::max<std::size_t>(n, 1) + align - 1) / align * align);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_alloc(n, 0); }
+void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+template <class Opt>
+long allocations_in_steps(Opt& opt, std::vector<std::unique_ptr<sft::nn::Parameter<float>>>& params) {
+    for (auto& p : params) p->grad().fill_(0.5f);
+    opt.step();  // the first step allocates the state
+    const long before = allocations.load();
+    for (int i = 0; i < 5; ++i) {
+        opt.zero_grad();
+        for (auto& p : params) p->grad().fill_(0.25f);
+        opt.step();
+    }
+    return allocations.load() - before;
+}
+
+std::vector<std::unique_ptr<sft::nn::Parameter<float>>> make_params() {
+    std::vector<std::unique_ptr<sft::nn::Parameter<float>>> ps;
+    ps.push_back(std::make_unique<sft::nn::Parameter<float>>("w", sft::Tensor<float>({33, 7}, 1.0f)));
+    ps.push_back(std::make_unique<sft::nn::Parameter<float>>("b", sft::Tensor<float>({7}, 1.0f)));
+    ps.push_back(std::make_unique<sft::nn::Parameter<float>>("f", sft::Tensor<float>({5}, 1.0f)));
+    ps[2]->requires_grad_(false);
+    return ps;
+}
+std::vector<sft::nn::Parameter<float>*> raw(const std::vector<std::unique_ptr<sft::nn::Parameter<float>>>& ps) {
+    std::vector<sft::nn::Parameter<float>*> out;
+    for (auto& p : ps) out.push_back(p.get());
+    return out;
+}
+}  // namespace
+
+TEST_CASE("Optimizers allocate nothing in step() after the first", "[optim][allocation]") {
+    {
+        // The counter sees this allocation: the replacement is in effect.
+        const long before = allocations.load();
+        auto probe = std::make_unique<int>(1);
+        REQUIRE(allocations.load() == before + 1);
+    }
+    auto p1 = make_params();
+    sft::optim::AdamW<float> adamw(raw(p1), sft::optim::AdamWOptions().amsgrad(true));
+    CHECK(allocations_in_steps(adamw, p1) == 0);
+    auto p2 = make_params();
+    sft::optim::Adam<float> adam(raw(p2), sft::optim::AdamOptions().weight_decay(0.1));
+    CHECK(allocations_in_steps(adam, p2) == 0);
+    auto p3 = make_params();
+    sft::optim::SGD<float> sgd(raw(p3), sft::optim::SGDOptions(0.1).momentum(0.9).nesterov(true));
+    CHECK(allocations_in_steps(sgd, p3) == 0);
+}
