@@ -82,7 +82,7 @@ void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T 
     std::size_t j = 0;
     B vs(T(0));
     for (; j + lanes <= n; j += lanes) vs += B::load_unaligned(x + j);
-    T s = xsimd::hadd(vs);
+    T s = reduce_lanes(vs);
     for (; j < n; ++j) s += x[j];
     const T mu = s / static_cast<T>(n);
     const B vmu(mu);
@@ -91,7 +91,7 @@ void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T 
         const B d = B::load_unaligned(x + j) - vmu;
         vv = xsimd::fma(d, d, vv);
     }
-    T v = xsimd::hadd(vv);
+    T v = reduce_lanes(vv);
     for (; j < n; ++j) v += (x[j] - mu) * (x[j] - mu);
     const T r = T(1) / std::sqrt(v / static_cast<T>(n) + eps);
     const B vr(r);
@@ -128,7 +128,7 @@ void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rs
             vsg += g;
             vsgx = xsimd::fma(g, (B::load_unaligned(x + j) - vmu) * vr, vsgx);
         }
-        T sg = xsimd::hadd(vsg), sgx = xsimd::hadd(vsgx);
+        T sg = reduce_lanes(vsg), sgx = reduce_lanes(vsgx);
         for (; j < n; ++j) {
             const T g = dy[j] * (w ? w[j] : T(1));
             sg += g;

@@ -6,7 +6,7 @@
 ///
 /// Accuracy: the references of sum, dot and row_sums accumulate float in double, so that they are
 /// the accurate side of the tests; the SIMD versions accumulate in T, one partial sum per lane,
-/// then add the lanes (xsimd::hadd) and the tail. Their error is bounded by about
+/// then add the lanes pairwise (reduce_lanes) and the tail. Their error is bounded by about
 /// (n / lanes + lanes + tail) * eps * sum |x_i|, smaller than a sequential float sum's n * eps * sum |x_i|.
 /// Column sums add whole rows lane-wise in T on both paths: the same operations in the same order,
 /// so both paths agree bit for bit.
@@ -80,7 +80,7 @@ T sum(const T* x, std::size_t n) noexcept {
     std::size_t i = 0;
     B acc(T(0));
     for (; i + w <= n; i += w) acc += B::load_unaligned(x + i);
-    T s = xsimd::hadd(acc);
+    T s = reduce_lanes(acc);
     for (; i < n; ++i) s += x[i];
     return s;
 #else
@@ -97,7 +97,7 @@ T dot(const T* a, const T* b, std::size_t n) noexcept {
     std::size_t i = 0;
     B acc(T(0));
     for (; i + w <= n; i += w) acc = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc);
-    T s = xsimd::hadd(acc);
+    T s = reduce_lanes(acc);
     for (; i < n; ++i) s += a[i] * b[i];
     return s;
 #else

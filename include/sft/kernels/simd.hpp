@@ -30,6 +30,19 @@ template <class T>
 using Batch = xsimd::batch<T, xsimd::default_arch>;
 /// Name of the compiled architecture ("avx512bw", "avx2", "sse2", "scalar").
 inline const char* simd_arch_name() noexcept { return xsimd::default_arch::name(); }
+
+/// The sum of the lanes of v, added pairwise. Used instead of xsimd::hadd, whose AVX-512 double
+/// version makes GCC 12 report -Wuninitialized inside its own intrinsics (_mm512_extractf64x4_pd)
+/// wherever it is inlined; the cost is one store per reduction.
+template <class T>
+inline T reduce_lanes(const Batch<T>& v) noexcept {
+    constexpr std::size_t w = Batch<T>::size;
+    alignas(64) T lanes[w];
+    v.store_aligned(lanes);
+    for (std::size_t half = w / 2; half > 0; half /= 2)
+        for (std::size_t l = 0; l < half; ++l) lanes[l] += lanes[l + half];
+    return lanes[0];
+}
 #else
 inline constexpr bool simd_enabled = false;
 inline const char* simd_arch_name() noexcept { return "scalar"; }

@@ -116,8 +116,8 @@ T exp_shifted(const T* x, std::size_t n, T m, T* y, const T* class_weight, bool 
         vs += e;
         if (want_centered) vc = class_weight ? xsimd::fma(B::load_unaligned(class_weight + j), d, vc) : vc + d;
     }
-    T s = xsimd::hadd(vs);
-    T cs = want_centered ? xsimd::hadd(vc) : T(0);
+    T s = reduce_lanes(vs);
+    T cs = want_centered ? reduce_lanes(vc) : T(0);
     for (; j < n; ++j) {
         const T d = x[j] - m;
         const T e = std::exp(d);
