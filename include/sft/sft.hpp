@@ -18,3 +18,13 @@
 
 #include <sft/io/dtype.hpp>
 #include <sft/io/safetensors.hpp>
+
+#include <sft/sched/cosine_annealing.hpp>
+#include <sft/sched/lambda_lr.hpp>
+#include <sft/sched/linear_lr.hpp>
+#include <sft/sched/one_cycle.hpp>
+#include <sft/sched/reduce_on_plateau.hpp>
+#include <sft/sched/scheduler.hpp>
+#include <sft/sched/sequential_lr.hpp>
+#include <sft/sched/step_lr.hpp>
+#include <sft/sched/warmup.hpp>
