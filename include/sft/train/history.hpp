@@ -83,20 +83,20 @@ public:
     /// The record (epoch or evaluation) holding the best value of `name`; the earliest among equals.
     /// Throws as best().
     const Record& best_record(const std::string& name, Mode mode = Mode::inferred) const {
+        bool seen = false;
+        for (const auto* list : {&evals_, &epochs_})
+            for (const auto& r : *list) seen = seen || r.has(name);
+        if (!seen) throw missing(name);  // before the mode: a misspelled name is the likelier fault
         const Mode m = resolve_mode(name, mode, "History::best");
         const Record* best = nullptr;
-        bool seen = false;
         for (const auto* list : {&evals_, &epochs_})
             for (const auto& r : *list) {
                 auto it = r.values.find(name);
-                if (it == r.values.end()) continue;
-                seen = true;
-                if (std::isnan(it->second)) continue;
+                if (it == r.values.end() || std::isnan(it->second)) continue;
                 if (!best || is_improvement(it->second, best->at(name), m) ||
                     (it->second == best->at(name) && r.step < best->step))
                     best = &r;
             }
-        if (!seen) throw missing(name);
         if (!best) throw Error(ErrorKind::numeric, fmt::format("History::best: every value of '{}' is NaN", name));
         return *best;
     }
