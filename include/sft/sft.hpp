@@ -28,3 +28,19 @@
 #include <sft/sched/sequential_lr.hpp>
 #include <sft/sched/step_lr.hpp>
 #include <sft/sched/warmup.hpp>
+
+#include <sft/data/dataset.hpp>
+#include <sft/data/fashion_mnist.hpp>
+#include <sft/data/loader.hpp>
+#include <sft/data/split.hpp>
+
+#include <sft/train/callback.hpp>
+#include <sft/train/clip_grad.hpp>
+#include <sft/train/early_stopping.hpp>
+#include <sft/train/fit_options.hpp>
+#include <sft/train/history.hpp>
+#include <sft/train/jsonl_log.hpp>
+#include <sft/train/model_checkpoint.hpp>
+#include <sft/train/monitor.hpp>
+#include <sft/train/progress.hpp>
+#include <sft/train/trainer.hpp>
