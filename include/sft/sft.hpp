@@ -16,7 +16,19 @@
 #include <sft/nn/pool.hpp>
 #include <sft/nn/sequential.hpp>
 
+#include <sft/loss/cross_entropy.hpp>
+#include <sft/loss/loss.hpp>
+#include <sft/loss/mse.hpp>
+
+#include <sft/optim/adam.hpp>
+#include <sft/optim/adamw.hpp>
+#include <sft/optim/optimizer.hpp>
+#include <sft/optim/optimizer_base.hpp>
+#include <sft/optim/param_groups.hpp>
+#include <sft/optim/sgd.hpp>
+
 #include <sft/io/dtype.hpp>
+#include <sft/io/idx.hpp>
 #include <sft/io/safetensors.hpp>
 
 #include <sft/sched/cosine_annealing.hpp>
