@@ -170,3 +170,20 @@ TEST_CASE("A scheduler drives AdamW<float>'s parameter groups", "[sched][schedul
     CHECK(sched.last_epoch() == 30);
     CHECK(opt.steps_taken() == 30);
 }
+
+TEST_CASE("An empty configuration vector survives a safetensors round trip", "[sched][scheduler]") {
+    FakeOptimizer opt({0.1, 0.01});
+    MultiStepLR s(opt, {}, 0.5);  // no milestones: a constant lr, and a [0] tensor in the state
+    SequentialLR seq(opt, {std::make_shared<ExponentialLR>(opt, 0.9)}, {});
+    for (int t = 0; t < 3; ++t) seq.step();
+    const std::string path = "sched_empty_milestones.safetensors";
+    for (Scheduler* sch : {static_cast<Scheduler*>(&s), static_cast<Scheduler*>(&seq)}) {
+        sft::io::save_safetensors(sch->state_dict(), path);
+        const auto loaded = sft::io::load_safetensors<double>(path);
+        CHECK(loaded.at("milestones").numel() == 0);
+        sch->load_state_dict(loaded);
+    }
+    std::remove(path.c_str());
+    CHECK(seq.last_epoch() == 3);
+    CHECK(opt.group_lr(0) == Approx(0.1 * 0.9 * 0.9 * 0.9).epsilon(1e-15));
+}
