@@ -142,7 +142,21 @@ def make(out_dir):
     for k, v in tensors.items():  # bit-exact round trip through the minimal writer (NaN included)
         assert torch.equal(back[k].reshape(-1).view(torch.uint8), v.reshape(-1).view(torch.uint8)), k
 
+    # Rounding of float -> F16 / BF16 as torch does it, for sft's float_to_f16 / float_to_bf16 (the
+    # save path): random values over every exponent, exact ties, subnormals, the overflow edges.
+    g = torch.Generator().manual_seed(99)
+    mant = torch.randint(0, 1 << 23, (1500,), generator=g, dtype=torch.int64)
+    expo = torch.randint(-150, 130, (1500,), generator=g, dtype=torch.int64).double()
+    sign = torch.where(torch.rand(1500, generator=g) < 0.5, -1.0, 1.0).double()
+    x = (sign * (1 + mant.double() / 2 ** 23) * torch.pow(2.0, expo)).float()
+    ties = torch.tensor([1 + 2 ** -11, 1 + 3 * 2 ** -11, 1 + 2 ** -8, 1 + 3 * 2 ** -8, 65504, 65519.99, 65520, 65536,
+                         2 ** -24, 2 ** -25, 3 * 2 ** -26, 2 ** -26, 2 ** -14 - 2 ** -25, 3.3895e38, 3.4028e38,
+                         0.0, -0.0, float("inf"), float("-inf"), float("nan"), 0.1, 1 / 3], dtype=torch.float64).float()
+    x = torch.cat([ties, x])
+    rounding = {"x": x, "x.f16": x.half(), "x.bf16": x.bfloat16()}
+    safetensors_io.save(rounding, out_dir / "io_rounding.safetensors", metadata={"torch": torch.__version__})
+
     for file_name, expected in _expected_written().items():
         check_written_by_sft(out_dir / file_name, expected)
         print(f"ref_io: {file_name} verified with torch {torch.__version__}")
-    return ["io_dtypes.safetensors"]
+    return ["io_dtypes.safetensors", "io_rounding.safetensors"]
