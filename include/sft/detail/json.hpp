@@ -29,25 +29,37 @@ namespace sft::detail {
 /// One JSON value. Objects keep their members in document order.
 class JsonValue {
 public:
+    /// The JSON type of a value.
     enum class Type { null, boolean, number, string, array, object };
 
+    /// This value's type; the is_*() tests below check it.
     Type type() const noexcept { return type_; }
+    /// True for `null`.
     bool is_null() const noexcept { return type_ == Type::null; }
+    /// True for `true` and `false`.
     bool is_bool() const noexcept { return type_ == Type::boolean; }
+    /// True for any number, integer or not.
     bool is_number() const noexcept { return type_ == Type::number; }
+    /// True for a string.
     bool is_string() const noexcept { return type_ == Type::string; }
+    /// True for an array (see items()).
     bool is_array() const noexcept { return type_ == Type::array; }
+    /// True for an object (see members() and find()).
     bool is_object() const noexcept { return type_ == Type::object; }
     /// A number written without fraction or exponent that fits std::int64_t.
     bool is_integer() const noexcept { return type_ == Type::number && is_integer_; }
 
+    /// The boolean (meaningful when is_bool()).
     bool as_bool() const noexcept { return bool_; }
     /// The number as a double (integers are converted).
     double as_double() const noexcept { return is_integer_ ? static_cast<double>(int_) : double_; }
     /// The exact integer (meaningful when is_integer()).
     std::int64_t as_int() const noexcept { return int_; }
+    /// The string, unescaped, as UTF-8 (meaningful when is_string()).
     const std::string& as_string() const noexcept { return string_; }
+    /// The elements of an array (empty otherwise).
     const std::vector<JsonValue>& items() const noexcept { return items_; }
+    /// The members of an object in document order, keys unique (empty otherwise).
     const std::vector<std::pair<std::string, JsonValue>>& members() const noexcept { return members_; }
 
     /// The member named `key` of an object, or nullptr.
@@ -88,6 +100,7 @@ public:
     /// Deepest nesting of arrays and objects accepted (a safetensors header needs 3).
     static constexpr int default_max_depth = 64;
 
+    /// A parser over `text` (not copied: it must outlive the parser), refusing nesting beyond max_depth.
     explicit JsonParser(std::string_view text, int max_depth = default_max_depth) noexcept
         : s_(text), max_depth_(max_depth) {}
 

@@ -50,6 +50,7 @@
 #include <limits>
 #include <map>
 #include <memory>
+#include <new>
 #include <string>
 #include <string_view>
 #include <type_traits>
@@ -295,6 +296,10 @@ private:
             root = sft::detail::parse_json(text);
         } catch (const Error& e) {
             throw Error(ErrorKind::format, fmt::format("{}: header is not valid JSON: {}", where(), e.what()));
+        } catch (const std::bad_alloc&) {
+            // A parsed value takes ~100 bytes: a 100 MB header of tiny values can exceed memory.
+            throw Error(ErrorKind::format,
+                        fmt::format("{}: header of {} bytes holds too many values to parse in memory", where(), text.size()));
         }
         if (!root.is_object()) throw Error(ErrorKind::format, fmt::format("{}: header is not a JSON object", where()));
 
