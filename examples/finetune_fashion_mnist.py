@@ -22,6 +22,9 @@ Protocol:
   and the source accuracy (6,000 source test images, old head) of the backbone before and after
   full fine-tuning.
 
+`--check finetuned.safetensors` only loads the file that sft's example saved into this PyTorch model
+and prints its target test accuracy, which should be the one sft printed for it (the round trip).
+
 Only torch and the standard library are needed (the IDX files are read with gzip + struct).
 `--pretrained FILE` starts from a safetensors file (e.g. sft's pretrained.safetensors) instead of
 pretraining here: it reads it with safetensors.torch.load_file when that package is installed, and
@@ -192,7 +195,18 @@ def main():
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--pretrained", default=None, help="start from this safetensors file instead of pretraining")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--check", metavar="FILE", default=None,
+                    help="only load sft's fine-tuned FILE (4 classes) into the PyTorch model and print its target test accuracy")
     args = ap.parse_args()
+    if args.check:
+        torch.set_num_threads(args.threads)
+        x_test, y_test = load_split(args.data, "test")
+        xt_test, yt_test = subset(x_test, y_test, TARGET_CLASSES)
+        model = make_model(len(TARGET_CLASSES))
+        model.load_state_dict(load_safetensors(args.check))  # strict: every name and shape must match
+        _, acc = evaluate(model, xt_test, yt_test)
+        print(f"{args.check}: target test accuracy in PyTorch {acc:.4f} ({len(yt_test)} images)")
+        return
     if args.k < 3:
         ap.error("--k must be at least 3 (20% of k, rounded, is held out for validation per class)")
     seeds = [int(s) for s in args.seeds.split(",")]
