@@ -167,12 +167,12 @@ TEST_CASE("ModelCheckpoint writes the best weights at improvements and the last 
 }
 
 TEST_CASE("ProgressBar: plain lines off a terminal, a bar on one, epoch lines at verbosity 2", "[train][progress]") {
-    auto capture = [](int verbosity, bool terminal) {
+    auto capture = [](int verbosity, bool terminal, std::size_t line_every = 0) {
         std::FILE* f = std::tmpfile();
         REQUIRE(f);
         {
             Scripted s(std::vector<double>(10, 0.5));
-            sft::train::ProgressBar bar(verbosity, f, terminal);
+            sft::train::ProgressBar bar(verbosity, f, terminal, line_every);
             s.trainer.add_callback(bar);
             s.fit(2);
         }
@@ -184,11 +184,16 @@ TEST_CASE("ProgressBar: plain lines off a terminal, a bar on one, epoch lines at
         std::fclose(f);
         return out;
     };
-    const std::string plain = capture(1, false);
-    CHECK_THAT(plain, Catch::Contains("epoch 1/2 step 1/4 (global 1/8)") && Catch::Contains("epoch 2/2 step 4/4 (global 8/8)") &&
+    const std::string plain = capture(1, false, 2);
+    CHECK_THAT(plain, Catch::Contains("epoch 1/2 step 2/4 (global 2/8)") && Catch::Contains("epoch 2/2 step 4/4 (global 8/8)") &&
                           Catch::Contains("samples/s") && Catch::Contains("ETA") && Catch::Contains("loss ") && Catch::Contains("lr 5.00e-02"));
     CHECK_THAT(plain, Catch::Contains("epoch 1/2 done in") && Catch::Contains("val_score 0.5000"));
     CHECK(plain.find('\r') == std::string::npos);
+    CHECK(plain.find("step 1/4") == std::string::npos);
+    // By default a plain line waits 10 seconds: this fast run prints its epoch lines only.
+    const std::string timed = capture(1, false);
+    CHECK_THAT(timed, Catch::Contains("epoch 2/2 done in"));
+    CHECK(timed.find("step") == std::string::npos);
     const std::string tty = capture(1, true);
     CHECK_THAT(tty, Catch::Contains("\repoch 2/2 [====================] 4/4") && Catch::Contains("\x1b[K"));
     const std::string epochs_only = capture(2, false);

@@ -426,3 +426,23 @@ TEST_CASE("Trainer::fit rejects bad options and mismatched sets with clear error
     sft::train::Trainer<float> bad(wrong, ce, opt2);
     CHECK_THROWS_AS(bad.fit(data, quiet), sft::Error);
 }
+
+TEST_CASE("A non-finite validation loss stops training naming the step", "[train][trainer][nonfinite]") {
+    auto data = blobs<float>(32, 4, 2, 1);
+    auto model = mlp<float>(4, 6, 2, 1);
+    sft::loss::CrossEntropy<float> ce;
+    sft::optim::SGD<float> opt(model.parameters(), sft::optim::SGDOptions(0.1));
+    sft::train::Trainer<float> trainer(model, ce, opt);
+    sft_test::Probe corrupt;
+    corrupt.step_end = [&](sft::train::TrainState& s) {
+        if (s.global_step == 3) model.parameters()[3]->value()[0] = std::numeric_limits<float>::quiet_NaN();  // fc2.bias
+    };
+    trainer.add_callback(corrupt);
+    try {
+        trainer.fit(data, data, FitOptions().epochs(2).batch_size(8).eval_steps(3).verbose(0));
+        FAIL("no throw");
+    } catch (const sft::Error& e) {
+        CHECK(e.kind() == sft::ErrorKind::numeric);
+        CHECK_THAT(e.what(), Catch::Contains("validation after step 3 (epoch 1)") && Catch::Contains("nan"));
+    }
+}

@@ -2,7 +2,8 @@
 /// sft::train::ProgressBar: what a fit prints while it runs, on stderr by default. On a terminal
 /// (isatty) a bar redrawn in place, at most ten times a second:
 ///   epoch 2/5 [=========>          ] 37/120  1234 samples/s  ETA 0:12  loss 0.4321  lr 1.00e-03
-/// Elsewhere (CI logs, pipes) plain lines, about ten per epoch, that read well in a log file:
+/// Elsewhere (CI logs, pipes) plain lines, one every 10 seconds (or every N steps if asked), that
+/// read well in a log file:
 ///   epoch 2/5 step 37/120 (global 157/600)  1234 samples/s  ETA 0:12  loss 0.4321  lr 1.00e-03
 /// and, either way, one summary line per epoch with its metrics. Trainer adds one according to
 /// FitOptions::verbose (0 silent, 1 bar or lines, 2 epoch lines only).
@@ -49,7 +50,7 @@ class ProgressBar : public Callback {
 public:
     /// verbosity 0: nothing; 1: bar on a terminal, periodic lines elsewhere, plus epoch lines;
     /// 2: epoch lines only. `terminal` overrides the isatty test; `line_every` is the number of
-    /// steps between plain lines (0: about ten per epoch).
+    /// steps between plain lines (0: a line when 10 seconds have passed since the last one).
     explicit ProgressBar(int verbosity = 1, std::FILE* stream = stderr, std::optional<bool> terminal = std::nullopt,
                          std::size_t line_every = 0)
         : verbosity_(verbosity), stream_(stream), terminal_(terminal.value_or(is_terminal(stream))), line_every_(line_every) {}
@@ -60,7 +61,8 @@ public:
 
     void on_epoch_begin(TrainState& state) override {
         epoch_start_ = Clock::now();
-        last_draw_ = Clock::time_point();
+        // A bar is drawn at the first step; plain lines wait for their interval.
+        last_draw_ = terminal_ ? Clock::time_point() : epoch_start_;
         samples_at_epoch_start_ = state.samples_seen;
         loss_sum_ = 0.0;
         loss_samples_ = 0;
@@ -85,8 +87,9 @@ public:
             std::fflush(stream_);
             drawn_ = true;
         } else {
-            const std::size_t every = line_every_ ? line_every_ : std::max<std::size_t>(1, state.steps_per_epoch / 10);
-            if (state.step_in_epoch % every != 0 && !epoch_done && state.global_step != state.max_steps) return;
+            const bool due = line_every_ ? state.step_in_epoch % line_every_ == 0 : seconds(last_draw_, now) >= plain_interval_s;
+            if (!due) return;
+            last_draw_ = now;
             std::fprintf(stream_, "%s\n", plain_line(state, now).c_str());
             std::fflush(stream_);
         }
@@ -111,6 +114,7 @@ public:
 
 private:
     using Clock = std::chrono::steady_clock;
+    static constexpr double plain_interval_s = 10.0;
     static double seconds(Clock::time_point a, Clock::time_point b) noexcept { return std::chrono::duration<double>(b - a).count(); }
     static std::string number(double v) {
         const double a = std::fabs(v);

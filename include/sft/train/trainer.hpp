@@ -19,6 +19,10 @@
 /// Evaluation runs at the end of every epoch (or every eval_steps steps) in eval mode; a scheduler
 /// of interval epoch steps at each epoch's end, one that needs a metric (ReduceLROnPlateau) after
 /// each evaluation with FitOptions::scheduler_metric.
+///
+/// The loss is taken to be a mean over its batch (Reduction::mean, the default of every sft loss):
+/// the epoch's and the evaluation's losses are the sample-weighted means of the batch losses, and
+/// accumulation weighs each batch by its share of the step's samples.
 #pragma once
 
 #include <sft/data/dataset.hpp>
@@ -241,7 +245,7 @@ public:
 
 private:
     /// model.forward(x), checked to be [B, ...] for the batch of B.
-    Tensor<T> forward_checked(const Tensor<T>& x, const char* who) {
+    Tensor<T> forward_checked(const Tensor<T>& x, const std::string& who) {
         Tensor<T> out = model_.forward(x);
         if (out.rank() == 0 || out.shape()[0] != x.shape()[0])
             throw Error(ErrorKind::shape, fmt::format("{}: {} returned {} for a batch {}; expected [{}, ...]", who, model_.label(),
@@ -249,7 +253,7 @@ private:
         return out;
     }
 
-    std::map<std::string, double> evaluate_impl(const data::TensorDataset<T>& data, std::size_t batch_size, bool accuracy, const char* who) {
+    std::map<std::string, double> evaluate_impl(const data::TensorDataset<T>& data, std::size_t batch_size, bool accuracy, const std::string& who) {
         if (data.empty()) throw Error(ErrorKind::invalid_argument, fmt::format("{}: the dataset is empty", who));
         if (batch_size == 0) throw Error(ErrorKind::invalid_argument, fmt::format("{}: batch_size must be > 0", who));
         detail::ModeGuard<T> guard(model_, false);
@@ -360,7 +364,8 @@ private:
         auto evaluate_now = [&] {
             std::map<std::string, double> logs = train_logs();
             if (val) {
-                const auto v = evaluate_impl(*val, options.eval_batch_size(), options.accuracy(), "Trainer::fit (validation)");
+                const auto v = evaluate_impl(*val, options.eval_batch_size(), options.accuracy(),
+                                             fmt::format("Trainer::fit: validation after step {} (epoch {})", state.global_step, state.epoch));
                 for (const auto& [k, x] : v) logs["val_" + k] = x;
             }
             ++state.eval_count;
