@@ -9,7 +9,9 @@
 #include <sft/nn/activation.hpp>
 #include <sft/nn/batchnorm.hpp>
 #include <sft/nn/conv2d.hpp>
+#include <sft/nn/dropout.hpp>
 #include <sft/nn/embedding.hpp>
+#include <sft/nn/flatten.hpp>
 #include <sft/nn/layernorm.hpp>
 #include <sft/nn/linear.hpp>
 #include <sft/nn/module.hpp>
