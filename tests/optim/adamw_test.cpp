@@ -168,3 +168,11 @@ TEST_CASE("AdamW: group learning rates for schedulers", "[optim][adamw]") {
     base.set_group_lr(0, 2e-3);
     CHECK(opt.lr() == 2e-3);
 }
+
+TEST_CASE("AdamW: a parameter whose value no longer fits its gradient or state throws naming it", "[optim][adamw]") {
+    Parameter<float> a("fc.weight", Tensor<float>({3}, 1.0f));
+    AdamW<float> opt({&a});
+    opt.step();
+    a.value() = Tensor<float>({4}, 1.0f);
+    CHECK_THROWS_WITH(opt.step(), Catch::Contains("parameter 'fc.weight' has value [4], gradient [3], state [3]"));
+}

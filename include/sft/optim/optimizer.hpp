@@ -93,9 +93,16 @@ public:
 
     /// One update of every trainable parameter from its gradient. The state of a parameter is
     /// allocated (zero) the first time it is stepped; later steps allocate nothing.
+    /// Throws sft::Error (kind shape) naming the parameter if its value was replaced by a tensor
+    /// of another size than its gradient or its state (the kernels would run past them).
     void step() override {
         for (auto& s : slots_) {
             if (!s.param->requires_grad()) continue;
+            const std::size_t n = s.param->value().numel();
+            if (s.param->grad().numel() != n || (s.has_state && !s.buffers.empty() && s.buffers[0].numel() != n))
+                throw Error(ErrorKind::shape, fmt::format("{} step: parameter '{}' has value {}, gradient {}{}", type_name(), s.param->name(),
+                                                          s.param->value().shape().str(), s.param->grad().shape().str(),
+                                                          s.buffers.empty() ? std::string() : ", state " + s.buffers[0].shape().str()));
             const bool first = !s.has_state;
             if (first) init_state(s);
             ++s.step;
