@@ -1,0 +1,164 @@
+// GEMM throughput on the reference workload's shapes (MLP 784-512-256-10, batch 128), for sft's
+// packed kernel (kernels::gemm_packed), Eigen 3.4 (kernels::gemm, the reference) and, when the
+// benchmark was built with it, OpenBLAS through cblas; with the machine's own limits measured by
+// the same binary: an FMA peak loop (independent FMA chains, no memory) and a STREAM-style triad.
+// Every product of a linear layer y = x W^T appears as the layer runs it, row-major:
+//   fwd  C[batch, out] = x[batch, in] W[out, in]^T   (trans_b)
+//   dx   C[batch, in]  = g[batch, out] W[out, in]     (plain)
+//   dw   C[out, in]   += g[batch, out]^T x[batch, in] (trans_a, beta 1)
+// The last argument of each benchmark is the number of threads.
+// Run: build/benchmarks/gemm_bench --benchmark_min_time=0.5 (see benchmarks/RESULTS.md)
+#include <sft/kernels/gemm.hpp>
+#include <sft/kernels/gemm_packed.hpp>
+#include <sft/kernels/simd.hpp>
+#include <sft/parallel.hpp>
+#include <sft/tensor.hpp>
+
+#include <benchmark/benchmark.h>
+
+#if SFT_BENCH_OPENBLAS
+#include <cblas.h>
+#endif
+
+#include <cstddef>
+#include <string>
+#include <vector>
+
+namespace {
+
+enum class Impl { sft, eigen, openblas };
+enum class Op { fwd, dx, dw };
+
+struct Shape {
+    const char* layer;
+    std::size_t batch, in, out;
+};
+const Shape shapes[] = {{"fc1", 128, 784, 512}, {"fc2", 128, 512, 256}, {"fc3", 128, 256, 10}, {"fc1_b32", 32, 784, 512}};
+
+std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
+    sft::Rng rng(seed);
+    std::vector<float> v(n);
+    for (auto& x : v) x = static_cast<float>(rng.uniform(-1.0, 1.0));
+    return v;
+}
+
+void gemm_call(Impl impl, bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
+               std::size_t ldb, float beta, float* c, std::size_t ldc) {
+    switch (impl) {
+        case Impl::sft: sft::kernels::gemm_packed<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
+        case Impl::eigen: sft::kernels::gemm<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
+        case Impl::openblas:
+#if SFT_BENCH_OPENBLAS
+            cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.0f, a, int(lda), b,
+                        int(ldb), beta, c, int(ldc));
+#endif
+            break;
+    }
+}
+
+void bm_gemm(benchmark::State& state, Impl impl, Shape s, Op op) {
+    const auto threads = static_cast<std::size_t>(state.range(0));
+    sft::set_num_threads(threads);
+    Eigen::setNbThreads(int(threads));
+#if SFT_BENCH_OPENBLAS
+    openblas_set_num_threads(int(threads));
+#endif
+    const std::vector<float> x = random_vector(s.batch * s.in, 1), w = random_vector(s.out * s.in, 2), g = random_vector(s.batch * s.out, 3);
+    std::vector<float> c;
+    std::size_t m = 0, n = 0, k = 0;
+    for (auto _ : state) {
+        switch (op) {
+            case Op::fwd:
+                m = s.batch, n = s.out, k = s.in;
+                c.resize(m * n);
+                gemm_call(impl, false, true, m, n, k, x.data(), s.in, w.data(), s.in, 0.0f, c.data(), n);
+                break;
+            case Op::dx:
+                m = s.batch, n = s.in, k = s.out;
+                c.resize(m * n);
+                gemm_call(impl, false, false, m, n, k, g.data(), s.out, w.data(), s.in, 0.0f, c.data(), n);
+                break;
+            case Op::dw:
+                m = s.out, n = s.in, k = s.batch;
+                c.resize(m * n);
+                gemm_call(impl, true, false, m, n, k, g.data(), s.out, x.data(), s.in, 1.0f, c.data(), n);
+                break;
+        }
+        benchmark::DoNotOptimize(c.data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["FLOPS"] = benchmark::Counter(2.0 * double(m) * double(n) * double(k), benchmark::Counter::kIsIterationInvariantRate);
+    state.SetLabel(std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k));
+}
+
+// FMA peak: 24 independent accumulator chains (more than latency x ports on any x86 core), no
+// memory traffic: 2 x lanes x 24 flops per iteration.
+void bm_fma_peak(benchmark::State& state) {
+#if SFT_KERNELS_SIMD
+    using B = sft::kernels::Batch<float>;
+    constexpr int chains = 24;
+    B acc[chains];
+    for (int i = 0; i < chains; ++i) acc[i] = B(1.0f + 1e-7f * float(i));
+    const B x(0.999999f), y(1e-7f);
+    const std::int64_t inner = 1000;
+    for (auto _ : state) {
+        for (std::int64_t r = 0; r < inner; ++r) {
+#pragma GCC unroll 24
+            for (int i = 0; i < chains; ++i) acc[i] = xsimd::fma(acc[i], x, y);
+        }
+        for (int i = 0; i < chains; ++i) benchmark::DoNotOptimize(acc[i]);
+    }
+    state.counters["FLOPS"] =
+        benchmark::Counter(2.0 * double(B::size) * chains * double(inner), benchmark::Counter::kIsIterationInvariantRate);
+    state.SetLabel(sft::kernels::simd_arch_name());
+#else
+    state.SkipWithError("scalar build");
+#endif
+}
+
+// STREAM triad a = b + s c over three arrays far larger than the caches (128 MiB each): 12 bytes
+// per element (the write-allocate read of a is not counted, as in STREAM).
+void bm_triad(benchmark::State& state) {
+    const std::size_t n = std::size_t(1) << 25;
+    std::vector<float> a(n, 0.0f), b(n, 1.0f), c(n, 2.0f);
+    const float s = 3.0f;
+    for (auto _ : state) {
+        float* __restrict pa = a.data();
+        const float* __restrict pb = b.data();
+        const float* __restrict pc = c.data();
+        for (std::size_t i = 0; i < n; ++i) pa[i] = pb[i] + s * pc[i];
+        benchmark::DoNotOptimize(a.data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(12.0 * double(n), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
+}
+
+void register_all() {
+    benchmark::RegisterBenchmark("fma_peak", bm_fma_peak);
+    benchmark::RegisterBenchmark("triad", bm_triad)->Unit(benchmark::kMillisecond);
+    const std::pair<Impl, const char*> impls[] = {{Impl::sft, "sft"},
+                                                  {Impl::eigen, "eigen"},
+#if SFT_BENCH_OPENBLAS
+                                                  {Impl::openblas, "openblas"}
+#endif
+    };
+    const std::pair<Op, const char*> ops[] = {{Op::fwd, "fwd"}, {Op::dx, "dx"}, {Op::dw, "dw"}};
+    for (const auto& s : shapes)
+        for (const auto& [op, op_name] : ops)
+            for (const auto& [impl, impl_name] : impls)
+                benchmark::RegisterBenchmark((std::string("gemm/") + s.layer + "/" + op_name + "/" + impl_name).c_str(),
+                                             [impl = impl, s, op = op](benchmark::State& st) { bm_gemm(st, impl, s, op); })
+                    ->Arg(1)
+                    ->Arg(2)
+                    ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}

@@ -1,0 +1,328 @@
+/// @file gemm_packed.hpp
+/// sft's own GEMM on raw row-major memory: C[m, n] = alpha * op(A) op(B) + beta * C, packed and
+/// cache-blocked as in BLIS/GotoBLAS (Goto & van de Geijn, "Anatomy of high-performance matrix
+/// multiplication", 2008), with an xsimd FMA micro-kernel and threads from sft's pool.
+///
+///  - op(B) is packed, kc x nc at a time, into panels NR columns wide (the vector operand:
+///    rows of NR contiguous values, two SIMD registers); op(A), mc x kc at a time, into panels MR
+///    rows tall (the broadcast operand). Packing reads A and B in place with their transposes and
+///    leading dimensions, so the three products of a linear layer (x W^T, g W, g^T x) need no
+///    transposed copy. Panels are zero-padded: edge tiles run the same micro-kernel.
+///  - The micro-kernel keeps an MR x NR tile of C in registers (12 x 32 floats on AVX-512:
+///    24 of the 32 registers) over kc steps of one broadcast and two FMAs per row.
+///  - Threads split C into blocks of whole panels; every element of C is computed the same way
+///    whatever the block it falls in (the k blocking depends on k only), so the result does not
+///    depend on the number of threads.
+/// Internal: namespace sft::kernels. Kernels never throw.
+#pragma once
+
+#include <sft/config.hpp>
+#include <sft/detail/thread_pool.hpp>
+#include <sft/kernels/simd.hpp>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <new>
+
+namespace sft::kernels {
+
+namespace gemm_detail {
+
+#if SFT_KERNELS_SIMD
+/// The vector type of the micro-kernel: an xsimd batch.
+template <class T>
+struct Vec {
+    using type = Batch<T>;
+    static constexpr std::size_t width = Batch<T>::size;
+    static type load_aligned(const T* p) noexcept { return type::load_aligned(p); }
+    static type load(const T* p) noexcept { return type::load_unaligned(p); }
+    static void store(const type& v, T* p) noexcept { v.store_unaligned(p); }
+    static type broadcast(T x) noexcept { return type(x); }
+    static type fma(const type& a, const type& b, const type& c) noexcept { return xsimd::fma(a, b, c); }
+    static type zero() noexcept { return type(T(0)); }
+};
+#else
+/// The vector type of the micro-kernel on the scalar path: one value.
+template <class T>
+struct Vec {
+    using type = T;
+    static constexpr std::size_t width = 1;
+    static type load_aligned(const T* p) noexcept { return *p; }
+    static type load(const T* p) noexcept { return *p; }
+    static void store(const type& v, T* p) noexcept { *p = v; }
+    static type broadcast(T x) noexcept { return x; }
+    static type fma(const type& a, const type& b, const type& c) noexcept { return a * b + c; }
+    static type zero() noexcept { return T(0); }
+};
+#endif
+
+/// Register blocking: the micro-tile is MR rows by NV vectors (NR = NV * width columns).
+template <class T>
+struct Blocking {
+#if SFT_KERNELS_SIMD && defined(__AVX512F__)
+    static constexpr std::size_t mr = 12;  // 24 accumulators + 2 B vectors + 1 broadcast of 32 registers
+    static constexpr std::size_t nv = 2;
+#elif SFT_KERNELS_SIMD
+    static constexpr std::size_t mr = 6;  // 12 accumulators + 2 + 1 of 16 registers (SSE/AVX2)
+    static constexpr std::size_t nv = 2;
+#else
+    static constexpr std::size_t mr = 4;
+    static constexpr std::size_t nv = 4;
+#endif
+    static constexpr std::size_t nr = nv * Vec<T>::width;
+    // Cache blocking: a kc x NR panel of B stays in L1 while the micro-kernel walks the mc x kc
+    // block of A (L2); the kc x nc block of B stays in L2 as well on current x86 cores (>= 1 MiB).
+    static constexpr std::size_t kc_max = 256 * 4 / sizeof(T);
+    static constexpr std::size_t mc_max = mr * (240 / mr);
+    static constexpr std::size_t nc_max = nr * (2048 / nr);
+};
+
+/// Memory for packed panels: 64-byte aligned, grown on demand and kept per thread, so that a
+/// steady-state training step allocates nothing.
+template <class T>
+class PackBuffer {
+public:
+    T* get(std::size_t n) {
+        if (n > capacity_) {
+            data_.reset(static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))));
+            capacity_ = n;
+        }
+        return data_.get();
+    }
+
+private:
+    struct Free {
+        void operator()(T* p) const noexcept { ::operator delete(p, std::align_val_t(64)); }
+    };
+    std::unique_ptr<T, Free> data_;
+    std::size_t capacity_ = 0;
+};
+
+template <class T>
+struct ThreadBuffers {
+    PackBuffer<T> a, b;
+    static ThreadBuffers& local() {
+        static thread_local ThreadBuffers buffers;
+        return buffers;
+    }
+};
+
+/// Packs op(A)[i0 : i0 + rows, p0 : p0 + kc] into panels of MR rows: panel r holds, for each p,
+/// the MR values of column p (rows past `rows` are zero).
+template <class T>
+void pack_a(bool trans, const T* a, std::size_t lda, std::size_t i0, std::size_t rows, std::size_t p0, std::size_t kc, T* dst) noexcept {
+    constexpr std::size_t mr = Blocking<T>::mr;
+    for (std::size_t r = 0; r < rows; r += mr, dst += mr * kc) {
+        const std::size_t h = std::min(mr, rows - r);
+        if (!trans) {  // op(A)(i, p) = a[i lda + p]: read rows, write with stride MR
+            for (std::size_t i = 0; i < h; ++i) {
+                const T* src = a + (i0 + r + i) * lda + p0;
+                for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
+            }
+        } else {  // op(A)(i, p) = a[p lda + i]: MR contiguous values per p
+            for (std::size_t p = 0; p < kc; ++p) {
+                const T* src = a + (p0 + p) * lda + i0 + r;
+                for (std::size_t i = 0; i < h; ++i) dst[p * mr + i] = src[i];
+            }
+        }
+        if (h < mr)
+            for (std::size_t p = 0; p < kc; ++p)
+                for (std::size_t i = h; i < mr; ++i) dst[p * mr + i] = T(0);
+    }
+}
+
+/// Packs op(B)[p0 : p0 + kc, j0 : j0 + cols] into panels of NR columns: panel s holds, for each p,
+/// the NR values of row p (columns past `cols` are zero).
+template <class T>
+void pack_b(bool trans, const T* b, std::size_t ldb, std::size_t p0, std::size_t kc, std::size_t j0, std::size_t cols, T* dst) noexcept {
+    constexpr std::size_t nr = Blocking<T>::nr;
+    for (std::size_t s = 0; s < cols; s += nr, dst += nr * kc) {
+        const std::size_t w = std::min(nr, cols - s);
+        if (!trans) {  // op(B)(p, j) = b[p ldb + j]: NR contiguous values per p
+            for (std::size_t p = 0; p < kc; ++p) {
+                const T* src = b + (p0 + p) * ldb + j0 + s;
+                T* d = dst + p * nr;
+                if (w == nr) std::memcpy(d, src, nr * sizeof(T));
+                else {
+                    for (std::size_t j = 0; j < w; ++j) d[j] = src[j];
+                    for (std::size_t j = w; j < nr; ++j) d[j] = T(0);
+                }
+            }
+        } else {  // op(B)(p, j) = b[j ldb + p]: read rows of B, write with stride NR
+            // Four rows at a time: four read streams, four stores into each written line.
+            std::size_t j = 0;
+            for (; j + 4 <= w; j += 4) {
+                const T* s0 = b + (j0 + s + j) * ldb + p0;
+                const T* s1 = s0 + ldb;
+                const T* s2 = s1 + ldb;
+                const T* s3 = s2 + ldb;
+                T* d = dst + j;
+                for (std::size_t p = 0; p < kc; ++p, d += nr) {
+                    d[0] = s0[p];
+                    d[1] = s1[p];
+                    d[2] = s2[p];
+                    d[3] = s3[p];
+                }
+            }
+            for (; j < w; ++j) {
+                const T* src = b + (j0 + s + j) * ldb + p0;
+                for (std::size_t p = 0; p < kc; ++p) dst[p * nr + j] = src[p];
+            }
+            if (w < nr)
+                for (std::size_t p = 0; p < kc; ++p)
+                    for (std::size_t jj = w; jj < nr; ++jj) dst[p * nr + jj] = T(0);
+        }
+    }
+}
+
+/// How a micro-tile meets C: C = alpha acc + beta C, with beta ignored (C not read) when
+/// `overwrite` (the first k block under beta == 0).
+template <class T>
+struct Update {
+    T alpha;
+    T beta;
+    bool overwrite;
+};
+
+/// The micro-kernel: acc[MR x NR] = sum over kc of (packed A column) x (packed B row), then the
+/// update of the h x w corner of C at c (row stride ldc). Full and edge tiles do the same
+/// arithmetic (edges through a local tile), so every element is computed identically.
+template <class T>
+void micro_kernel(std::size_t kc, const T* __restrict a, const T* __restrict b, T* c, std::size_t ldc, std::size_t h, std::size_t w,
+                  const Update<T>& up) noexcept {
+    using V = Vec<T>;
+    using VT = typename V::type;
+    constexpr std::size_t mr = Blocking<T>::mr, nv = Blocking<T>::nv, nr = Blocking<T>::nr, vw = V::width;
+    VT acc[mr][nv];
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+        for (std::size_t v = 0; v < nv; ++v) acc[i][v] = V::zero();
+    for (std::size_t p = 0; p < kc; ++p, a += mr, b += nr) {
+        VT bv[nv];
+#pragma GCC unroll 4
+        for (std::size_t v = 0; v < nv; ++v) bv[v] = V::load_aligned(b + v * vw);
+#pragma GCC unroll 16
+        for (std::size_t i = 0; i < mr; ++i) {
+            const VT av = V::broadcast(a[i]);
+#pragma GCC unroll 4
+            for (std::size_t v = 0; v < nv; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
+        }
+    }
+    const VT alpha = V::broadcast(up.alpha), beta = V::broadcast(up.beta);
+    const bool full = h == mr && w == nr;
+    alignas(64) T tile[mr * nr];
+    T* dst = c;
+    std::size_t ld = ldc;
+    if (!full) {  // edge tile: work on a local copy of the valid corner
+        dst = tile;
+        ld = nr;
+        std::memset(tile, 0, sizeof(tile));
+        if (!up.overwrite)
+            for (std::size_t i = 0; i < h; ++i)
+                for (std::size_t j = 0; j < w; ++j) tile[i * nr + j] = c[i * ldc + j];
+    }
+#pragma GCC unroll 16
+    for (std::size_t i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+        for (std::size_t v = 0; v < nv; ++v) {
+            T* q = dst + i * ld + v * vw;
+            VT r = alpha * acc[i][v];
+            if (!up.overwrite) r = r + beta * V::load(q);
+            V::store(r, q);
+        }
+    if (!full)
+        for (std::size_t i = 0; i < h; ++i)
+            for (std::size_t j = 0; j < w; ++j) c[i * ldc + j] = tile[i * nr + j];
+}
+
+/// The fixed cut of k into blocks of at most kc_max (a function of k only: see the file comment).
+template <class T>
+struct KBlocks {
+    std::size_t count, size;
+    explicit KBlocks(std::size_t k) noexcept {
+        constexpr std::size_t kc_max = Blocking<T>::kc_max;
+        count = (k + kc_max - 1) / kc_max;
+        size = (k + count - 1) / count;
+    }
+};
+
+/// C[i_begin:i_end, j_begin:j_end] on the calling thread (the bounds are multiples of MR and NR
+/// but for the last block).
+template <class T>
+void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_end, std::size_t j_begin, std::size_t j_end, std::size_t k,
+                T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
+    using Bl = Blocking<T>;
+    constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
+    const KBlocks<T> kb(k);
+    auto& buffers = ThreadBuffers<T>::local();
+    const std::size_t nc_cap = std::min(Bl::nc_max, (j_end - j_begin + nr - 1) / nr * nr);
+    const std::size_t mc_cap = std::min(Bl::mc_max, (i_end - i_begin + mr - 1) / mr * mr);
+    T* bpack = buffers.b.get(kb.size * nc_cap);
+    T* apack = buffers.a.get(kb.size * mc_cap);
+    for (std::size_t jc = j_begin; jc < j_end; jc += Bl::nc_max) {
+        const std::size_t nc = std::min(Bl::nc_max, j_end - jc);
+        for (std::size_t blk = 0; blk < kb.count; ++blk) {
+            const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
+            const Update<T> up{alpha, blk == 0 ? beta : T(1), blk == 0 && beta == T(0)};
+            pack_b(trans_b, b, ldb, pc, kc, jc, nc, bpack);
+            for (std::size_t ic = i_begin; ic < i_end; ic += Bl::mc_max) {
+                const std::size_t mc = std::min(Bl::mc_max, i_end - ic);
+                pack_a(trans_a, a, lda, ic, mc, pc, kc, apack);
+                for (std::size_t jr = 0; jr < nc; jr += nr)
+                    for (std::size_t ir = 0; ir < mc; ir += mr)
+                        micro_kernel<T>(kc, apack + ir * kc, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
+                                        std::min(nr, nc - jr), up);
+            }
+        }
+    }
+}
+
+}  // namespace gemm_detail
+
+/// C = alpha * op(A) op(B) + beta * C on row-major matrices with leading dimensions lda, ldb, ldc:
+/// the same contract as kernels::gemm. op(A) is [m, k]: A is stored [m, k], or [k, m] when
+/// trans_a. op(B) is [k, n]: B is stored [k, n], or [n, k] when trans_b. beta == 0 ignores C's
+/// previous contents (NaNs included). Runs on sft's thread pool when the product is large
+/// enough; the result does not depend on the number of threads.
+template <class T>
+void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+                 const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
+    using Bl = gemm_detail::Blocking<T>;
+    constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
+    if (m == 0 || n == 0) return;
+    if (k == 0) {  // C = beta C
+        for (std::size_t i = 0; i < m; ++i)
+            for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+        return;
+    }
+    const std::size_t m_panels = (m + mr - 1) / mr, n_panels = (n + nr - 1) / nr;
+    auto& pool = ::sft::detail::ThreadPool::instance();
+    // Below ~2 MFLOP a thread's wake-up and its own packing cost more than they save.
+    const double flops = 2.0 * double(m) * double(n) * double(k);
+    std::size_t tasks = flops < 2e6 ? 1 : pool.num_threads();
+    if (tasks <= 1 || ::sft::detail::ThreadPool::in_task()) {
+        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    // Split the dimension whose split duplicates the packing of the smaller operand: cutting
+    // along n makes every task pack all of op(A) (m x k), cutting along m all of op(B) (k x n).
+    std::size_t tm = 1, tn = 1;
+    if (m * k <= k * n) tn = std::min(tasks, n_panels);
+    else tm = std::min(tasks, m_panels);
+    if (tm * tn < tasks) {  // too few panels on that side: use the other as well
+        if (tn > 1) tm = std::min(tasks / tn, m_panels);
+        else tn = std::min(tasks / tm, n_panels);
+    }
+    const std::size_t pm = (m_panels + tm - 1) / tm, pn = (n_panels + tn - 1) / tn;  // panels per task
+    pool.run(tm * tn, [&](std::size_t t) {
+        const std::size_t ti = t / tn, tj = t % tn;
+        const std::size_t i0 = std::min(m, ti * pm * mr), i1 = std::min(m, (ti + 1) * pm * mr);
+        const std::size_t j0 = std::min(n, tj * pn * nr), j1 = std::min(n, (tj + 1) * pn * nr);
+        if (i0 < i1 && j0 < j1) gemm_detail::gemm_block(trans_a, trans_b, i0, i1, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    });
+}
+
+}  // namespace sft::kernels

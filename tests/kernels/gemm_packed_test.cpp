@@ -1,0 +1,146 @@
+#include "kernel_test_util.hpp"
+
+#include <sft/kernels/gemm.hpp>
+#include <sft/kernels/gemm_packed.hpp>
+#include <sft/parallel.hpp>
+
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+using sft::testing::eps;
+using sft::testing::TestBuffer;
+
+namespace {
+
+/// Restores the default thread count when a test ends.
+struct ThreadCountGuard {
+    ~ThreadCountGuard() { sft::set_num_threads(sft::detail::hardware_threads()); }
+};
+
+/// C = alpha op(A) op(B) + beta C in long double, with the sum of |terms| for the error bound.
+template <class T>
+void naive_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda, const T* b,
+                std::size_t ldb, T beta, const T* c0, std::size_t ldc, std::vector<long double>& out, std::vector<long double>& mag) {
+    out.assign(m * n, 0);
+    mag.assign(m * n, 0);
+    for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            long double s = 0, sa = 0;
+            for (std::size_t p = 0; p < k; ++p) {
+                const long double av = ta ? a[p * lda + i] : a[i * lda + p];
+                const long double bv = tb ? b[j * ldb + p] : b[p * ldb + j];
+                s += av * bv;
+                sa += std::fabs(av * bv);
+            }
+            const long double cv = beta == T(0) ? 0.0L : static_cast<long double>(beta) * c0[i * ldc + j];
+            out[i * n + j] = alpha * s + cv;
+            mag[i * n + j] = std::fabs(alpha) * sa + std::fabs(cv);
+        }
+}
+
+struct Case {
+    std::size_t m, n, k;
+};
+
+/// One product checked against the long double loop and against Eigen (kernels::gemm), with the
+/// padding between rows of C and the guards around every buffer untouched; returns C.
+template <class T>
+std::vector<T> check_product(const Case& cs, bool ta, bool tb, T alpha, T beta, std::uint64_t seed) {
+    const std::size_t m = cs.m, n = cs.n, k = cs.k;
+    const std::size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+    INFO("m " << m << " n " << n << " k " << k << " ta " << ta << " tb " << tb << " alpha " << alpha << " beta " << beta);
+    TestBuffer<T> a((ta ? k : m) * lda, 1), b((tb ? n : k) * ldb, 2), c(m * ldc, 1);
+    a.fill_uniform(seed, -1, 1);
+    b.fill_uniform(seed + 1, -1, 1);
+    c.fill_uniform(seed + 2, -1, 1);
+    if (beta == T(0))
+        for (std::size_t i = 0; i < m * ldc; i += 3) c[i] = std::numeric_limits<T>::quiet_NaN();  // beta 0 ignores C
+    const std::vector<T> c0 = c.vec();
+    std::vector<long double> want, mag;
+    naive_gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c0.data(), ldc, want, mag);
+    std::vector<T> eigen = c0;
+    sft::kernels::gemm<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, eigen.data(), ldc);
+    sft::kernels::gemm_packed<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+    for (std::size_t i = 0; i < m; ++i) {
+        for (std::size_t j = 0; j < n; ++j) {
+            INFO("C(" << i << ", " << j << ")");
+            const long double bound = (k + 2) * eps<T>() * mag[i * n + j] + 1e-30;
+            REQUIRE(std::fabs(c[i * ldc + j] - want[i * n + j]) <= bound);
+            REQUIRE(std::fabs(c[i * ldc + j] - static_cast<long double>(eigen[i * ldc + j])) <= 2 * bound);
+        }
+        for (std::size_t j = n; j < ldc && i * ldc + j < m * ldc; ++j)  // padding between rows untouched
+            REQUIRE((std::isnan(c0[i * ldc + j]) ? std::isnan(c[i * ldc + j]) : c[i * ldc + j] == c0[i * ldc + j]));
+    }
+    REQUIRE(a.guards_intact());
+    REQUIRE(b.guards_intact());
+    REQUIRE(c.guards_intact());
+    return c.vec();
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("kernels: gemm_packed matches a long double loop and Eigen for every transpose, odd sizes, strides, alpha and beta",
+                   "[kernels][gemm_packed]", float, double) {
+    using T = TestType;
+    // Sizes around the micro-tile (MR rows, NR columns), several k blocks (kc_max is 256 floats,
+    // 128 doubles) and an uneven last one, and an A block taller than mc_max (240).
+    const Case cases[] = {{1, 1, 1},   {3, 5, 7},    {17, 1, 33},  {1, 31, 9},   {13, 33, 65}, {12, 32, 16},
+                          {25, 65, 63}, {24, 64, 300}, {37, 70, 513}, {250, 40, 20}, {7, 100, 129}};
+    std::uint64_t seed = 1;
+    for (const auto& cs : cases)
+        for (int trans = 0; trans < 4; ++trans)
+            for (int variant = 0; variant < 4; ++variant) {
+                const T alpha = variant == 0 || variant == 3 ? T(1) : T(-0.5);
+                const T beta = variant == 0 ? T(0) : (variant == 1 ? T(1) : (variant == 2 ? T(0.25) : T(-2)));
+                check_product<T>(cs, trans & 1, trans & 2, alpha, beta, seed += 3);
+            }
+}
+
+TEMPLATE_TEST_CASE("kernels: gemm_packed gives bit-identical results at 1, 2, 3 and 4 threads", "[kernels][gemm_packed][thread_pool]",
+                   float, double) {
+    using T = TestType;
+    ThreadCountGuard guard;
+    // Large enough to be split between threads (> 2 MFLOP), along m or along n, with edge tiles.
+    const Case cases[] = {{128, 512, 100}, {301, 67, 270}, {96, 203, 520}};
+    for (const auto& cs : cases)
+        for (int trans = 0; trans < 4; ++trans) {
+            std::vector<T> first;
+            for (std::size_t threads : {1, 2, 3, 4}) {
+                sft::set_num_threads(threads);
+                INFO("threads " << threads);
+                const std::vector<T> c = check_product<T>(cs, trans & 1, trans & 2, T(1), T(0.5), 99);
+                if (first.empty()) first = c;
+                else REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(T)) == 0);
+            }
+        }
+}
+
+TEST_CASE("kernels: gemm_packed with k == 0 scales C by beta, with m or n == 0 does nothing", "[kernels][gemm_packed]") {
+    std::vector<double> c = {1, 2, 3, 4};
+    const double* none = nullptr;
+    sft::kernels::gemm_packed<double>(false, false, 2, 2, 0, 1.0, none, 1, none, 2, 0.5, c.data(), 2);
+    CHECK(c == std::vector<double>{0.5, 1, 1.5, 2});
+    c[1] = std::numeric_limits<double>::quiet_NaN();
+    sft::kernels::gemm_packed<double>(false, false, 2, 2, 0, 1.0, none, 1, none, 2, 0.0, c.data(), 2);
+    CHECK(c == std::vector<double>{0, 0, 0, 0});
+    c = {1, 2, 3, 4};
+    sft::kernels::gemm_packed<double>(false, false, 0, 2, 3, 1.0, none, 3, none, 2, 0.0, c.data(), 2);
+    sft::kernels::gemm_packed<double>(false, false, 2, 0, 3, 1.0, none, 3, none, 2, 0.0, c.data(), 2);
+    CHECK(c == std::vector<double>{1, 2, 3, 4});
+}
+
+TEST_CASE("kernels: gemm_packed on a hand-computed product", "[kernels][gemm_packed]") {
+    // [[1, 2], [3, 4]] x [[5, 6], [7, 8]] = [[19, 22], [43, 50]]; with B transposed: [[17, 23], [39, 53]].
+    const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};
+    std::vector<float> c(4);
+    sft::kernels::gemm_packed<float>(false, false, 2, 2, 2, 1.0f, a.data(), 2, b.data(), 2, 0.0f, c.data(), 2);
+    CHECK(c == std::vector<float>{19, 22, 43, 50});
+    sft::kernels::gemm_packed<float>(false, true, 2, 2, 2, 1.0f, a.data(), 2, b.data(), 2, 0.0f, c.data(), 2);
+    CHECK(c == std::vector<float>{17, 23, 39, 53});
+    sft::kernels::gemm_packed<float>(true, false, 2, 2, 2, 2.0f, a.data(), 2, b.data(), 2, 1.0f, c.data(), 2);  // += 2 A^T B
+    CHECK(c == std::vector<float>{17 + 2 * 26, 23 + 2 * 30, 39 + 2 * 38, 53 + 2 * 44});
+}
