@@ -61,6 +61,39 @@ def _run(cls, options, overrides, init, a, noise, dtype):
     return torch.stack(rows)
 
 
+def _model_case(out_dir):
+    """A model end to end: Sequential(fc1=Linear(6, 8), act1=ReLU(), fc2=Linear(8, 3)) in float32,
+    fc1.bias frozen, cross-entropy with label smoothing 0.1 and two ignored targets, AdamW
+    (lr 1e-2) over the decay / no-decay groups of Hugging Face's Trainer (weights wd 0.05, biases
+    0), 12 steps. Stores "x", "y", "init.<param>", "losses" [12] and "final.<param>"."""
+    from collections import OrderedDict
+    torch.manual_seed(11)
+    model = torch.nn.Sequential(OrderedDict(fc1=torch.nn.Linear(6, 8), act1=torch.nn.ReLU(), fc2=torch.nn.Linear(8, 3)))
+    x = torch.randn(16, 6)
+    y = torch.randint(0, 3, (16,))
+    y[[3, 9]] = -100
+    out = {"x": x, "y": y}
+    for k, v in model.state_dict().items():
+        out[f"init.{k}"] = v.clone()
+    model.fc1.bias.requires_grad_(False)
+    decay = [p for n, p in model.named_parameters() if not n.endswith("bias")]
+    no_decay = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05}, {"params": no_decay, "weight_decay": 0.0}], lr=1e-2)
+    losses = []
+    for _ in range(12):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(x), y, label_smoothing=0.1)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    out["losses"] = torch.tensor(losses, dtype=torch.float64)
+    for k, v in model.state_dict().items():
+        out[f"final.{k}"] = v.clone()
+    file = "optim_model_reference.safetensors"
+    safetensors_io.save(out, out_dir / file)
+    return file
+
+
 def make(out_dir):
     torch.manual_seed(3)
     total = sum(torch.Size(s).numel() for _, s in SHAPES)
@@ -73,4 +106,4 @@ def make(out_dir):
         out[f"{name}.f32"] = _run(cls, options, overrides, init.float(), a.float(), noise.float(), torch.float32)
     file = "optim_reference.safetensors"
     safetensors_io.save(out, out_dir / file, {"steps": str(STEPS), "halve_lr_after": str(HALVE_AFTER)})
-    return [file]
+    return [file, _model_case(out_dir)]
