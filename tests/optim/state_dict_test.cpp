@@ -160,8 +160,8 @@ TEST_CASE("Optimizer load_state_dict: missing, unexpected and mismatched keys th
     s["steps_taken"] = sft::optim::detail::encode_scalar<float>(2.5);
     expect_key_error(s, "'steps_taken' holds 2.5", sft::ErrorKind::format);
     s = good;
-    s["param_groups.0.lr"] = Tensor<float>({1});
-    expect_key_error(s, "'param_groups.0.lr' has shape [1], expected [3]", sft::ErrorKind::shape);
+    s["param_groups.0.lr"] = Tensor<float>({4});
+    expect_key_error(s, "'param_groups.0.lr' has shape [4], expected [3]", sft::ErrorKind::shape);
 
     // The state of another optimizer kind does not fit either.
     optim_test::RawParams<float> raw3(pb.init);
@@ -176,4 +176,20 @@ TEST_CASE("Optimizer load_state_dict: missing, unexpected and mismatched keys th
 
     fresh->load_state_dict(good);  // and the good one loads
     CHECK(fresh->steps_taken() == 3);
+}
+
+TEST_CASE("Optimizer state_dict: a float optimizer's state loads into a double one", "[optim][state_dict]") {
+    const Problem pb;
+    optim_test::RawParams<float> rf(pb.init);
+    auto f = optim_test::make_optimizer<float>("adam_wd_amsgrad", rf);
+    for (std::size_t t = 0; t < 4; ++t) pb.step(rf, *f, t);
+    f->set_group_lr(0, 1e-3 / 3.0);
+    std::map<std::string, Tensor<double>> as_double;
+    for (const auto& kv : f->state_dict()) as_double.emplace(kv.first, kv.second.to<double>());
+    optim_test::RawParams<double> rd(pb.init);
+    auto d = optim_test::make_optimizer<double>("adam_wd_amsgrad", rd);
+    d->load_state_dict(as_double);
+    CHECK(d->steps_taken() == 4);
+    CHECK(d->group_lr(0) == 1e-3 / 3.0);  // exact, through the float parts
+    CHECK(d->state_dict().at("w.exp_avg")[5] == static_cast<double>(f->state_dict().at("w.exp_avg")[5]));
 }

@@ -11,7 +11,8 @@
 ///   "steps_taken"                the number of step() calls
 /// Scalars are stored exactly: a tensor of shape [3] for float (the double value split into three
 /// floats whose sum, taken in double from the first, is the value) and [1] for double, so that a
-/// resumed run is bit-identical to an uninterrupted one. Read them with sum(t.double()) in PyTorch.
+/// resumed run is bit-identical to an uninterrupted one; load_state_dict() accepts either, so a
+/// float run's state loads into a double optimizer. Read them with sum(t.double()) in PyTorch.
 #pragma once
 
 #include <sft/error.hpp>
@@ -152,10 +153,11 @@ public:
                 missing.push_back(key);
                 return 0.0;
             }
-            const Shape want{detail::scalar_parts<T>()};
-            if (it->second.shape() != want)
-                throw Error(ErrorKind::shape, fmt::format("{}: key '{}' has shape {}, expected {} (a scalar)", who, key,
-                                                          it->second.shape().str(), want.str()));
+            // [3] from a float optimizer, [1] from a double one: either loads into either.
+            const Tensor<T>& t = it->second;
+            if (t.rank() != 1 || t.numel() < 1 || t.numel() > 3)
+                throw Error(ErrorKind::shape, fmt::format("{}: key '{}' has shape {}, expected [{}] (a scalar split in parts)", who, key,
+                                                          t.shape().str(), detail::scalar_parts<T>()));
             const double v = detail::decode_scalar(it->second);
             if (!(v >= 0.0) || (integer && v != std::floor(v)))
                 throw Error(ErrorKind::format, fmt::format("{}: key '{}' holds {}, expected a non-negative {}", who, key, v,
