@@ -53,9 +53,13 @@ public:
         return *this;
     }
 
+    /// The ignored target value (-100 by default).
     std::int64_t ignore_index() const noexcept { return ignore_index_; }
+    /// The label smoothing e (0 by default).
     double label_smoothing() const noexcept { return label_smoothing_; }
+    /// The class weights, empty when none.
     const std::vector<double>& weight() const noexcept { return weight_; }
+    /// The reduction (mean by default).
     Reduction reduction() const noexcept { return reduction_; }
 
 private:
@@ -81,7 +85,7 @@ private:
 template <class T>
 class CrossEntropy : public Loss<T, std::int64_t> {
 public:
-    /// Throws sft::Error when the options are inconsistent (checked on first use: weights against C).
+    /// A loss with these options; the class weights are checked against C at each forward().
     explicit CrossEntropy(CrossEntropyOptions options = CrossEntropyOptions()) : options_(std::move(options)) {
         weight_sum_ = 0;
         if (!options_.weight().empty()) {
@@ -94,6 +98,7 @@ public:
     }
 
     std::string type_name() const override { return "CrossEntropy"; }
+    /// The options it was built with.
     const CrossEntropyOptions& options() const noexcept { return options_; }
 
     /// The reduced loss of logits [*, C] against targets [*] (see the class comment); caches

@@ -21,6 +21,7 @@ public:
         reduction_ = r;
         return *this;
     }
+    /// The reduction (mean by default).
     Reduction reduction() const noexcept { return reduction_; }
 
 private:
@@ -34,9 +35,11 @@ private:
 template <class T>
 class MSE : public Loss<T, T> {
 public:
+    /// A loss with these options.
     explicit MSE(MSEOptions options = MSEOptions()) : options_(options) {}
 
     std::string type_name() const override { return "MSE"; }
+    /// The options it was built with.
     const MSEOptions& options() const noexcept { return options_; }
 
     /// The reduced loss of `prediction` against `target`; caches dL/dprediction unless need_grad is

@@ -59,10 +59,15 @@ public:
         return *this;
     }
 
+    /// The learning rate.
     double lr() const noexcept { return lr_; }
+    /// (beta1, beta2).
     std::pair<double, double> betas() const noexcept { return betas_; }
+    /// The denominator's epsilon.
     double eps() const noexcept { return eps_; }
+    /// The weight decay coefficient.
     double weight_decay() const noexcept { return weight_decay_; }
+    /// Whether amsgrad is on.
     bool amsgrad() const noexcept { return amsgrad_; }
 
 private:
@@ -96,6 +101,7 @@ public:
         : Optimizer<T>(groups, options.lr(), options.weight_decay(), "Adam"), options_(options) {}
 
     std::string type_name() const override { return "Adam"; }
+    /// The options it was built with (groups may override lr and weight decay).
     const AdamOptions& options() const noexcept { return options_; }
 
 protected:

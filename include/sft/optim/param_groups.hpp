@@ -40,6 +40,7 @@ public:
         return *this;
     }
 
+    /// The parameters of the group, in the order given.
     const std::vector<nn::Parameter<T>*>& params() const noexcept { return params_; }
     /// The lr override, if any.
     const std::optional<double>& lr() const noexcept { return lr_; }

@@ -57,10 +57,15 @@ public:
         return *this;
     }
 
+    /// The learning rate.
     double lr() const noexcept { return lr_; }
+    /// The momentum factor.
     double momentum() const noexcept { return momentum_; }
+    /// The dampening.
     double dampening() const noexcept { return dampening_; }
+    /// The weight decay coefficient.
     double weight_decay() const noexcept { return weight_decay_; }
+    /// Whether Nesterov momentum is on.
     bool nesterov() const noexcept { return nesterov_; }
 
 private:
@@ -95,6 +100,7 @@ public:
         : Optimizer<T>(groups, options.lr(), options.weight_decay(), "SGD"), options_(check(options)) {}
 
     std::string type_name() const override { return "SGD"; }
+    /// The options it was built with (groups may override lr and weight decay).
     const SGDOptions& options() const noexcept { return options_; }
 
 protected:
