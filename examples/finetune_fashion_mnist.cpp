@@ -25,23 +25,7 @@
 //
 // Usage: finetune_fashion_mnist [--pretrained pretrained.safetensors] [--out finetuned.safetensors]
 //        [--data DIR] [--k 20] [--seeds 0,1,2] [--max-epochs 100] [--patience 10]
-#include <sft/sft.hpp>
-// The umbrella above includes everything; the headers this program uses, one per concern:
-#include <sft/data/fashion_mnist.hpp>
-#include <sft/data/split.hpp>
-#include <sft/io/safetensors.hpp>
-#include <sft/loss/cross_entropy.hpp>
-#include <sft/nn/activation.hpp>
-#include <sft/nn/conv2d.hpp>
-#include <sft/nn/flatten.hpp>
-#include <sft/nn/linear.hpp>
-#include <sft/nn/pool.hpp>
-#include <sft/nn/sequential.hpp>
-#include <sft/optim/adamw.hpp>
-#include <sft/optim/param_groups.hpp>
-#include <sft/sched/warmup.hpp>
-#include <sft/train/early_stopping.hpp>
-#include <sft/train/trainer.hpp>
+#include <sft/sft.hpp>  // the whole API: layers, losses, optimizers, schedulers, data, Trainer, I/O
 
 #include <fmt/format.h>
 

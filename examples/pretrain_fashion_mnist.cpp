@@ -8,20 +8,7 @@
 // examples/finetune_fashion_mnist.cpp then learns the four other classes from a few images.
 //
 // Usage: pretrain_fashion_mnist [--out pretrained.safetensors] [--data DIR] [--epochs 2] [--seed 0]
-#include <sft/sft.hpp>
-// The umbrella above includes everything; the headers this program uses, one per concern:
-#include <sft/data/fashion_mnist.hpp>
-#include <sft/data/split.hpp>
-#include <sft/io/safetensors.hpp>
-#include <sft/loss/cross_entropy.hpp>
-#include <sft/nn/activation.hpp>
-#include <sft/nn/conv2d.hpp>
-#include <sft/nn/flatten.hpp>
-#include <sft/nn/linear.hpp>
-#include <sft/nn/pool.hpp>
-#include <sft/nn/sequential.hpp>
-#include <sft/optim/adamw.hpp>
-#include <sft/train/trainer.hpp>
+#include <sft/sft.hpp>  // the whole API: layers, losses, optimizers, schedulers, data, Trainer, I/O
 
 #include <fmt/format.h>
 
