@@ -185,6 +185,9 @@ TEST_CASE("idx: malformed files throw errors naming the file", "[idx][malformed]
         const sft::Error e = error_of([&] { load_idx<float>(p); });
         CHECK(e.kind() == ErrorKind::io);
         CHECK_THAT(e.what(), Catch::Contains(p) && Catch::Contains("cannot open"));
+        const sft::Error d = error_of([&] { load_idx<float>(sft::test::scratch_dir()); });
+        CHECK(d.kind() == ErrorKind::io);
+        CHECK_THAT(d.what(), Catch::Contains("'" + sft::test::scratch_dir() + "'"));
     }
     SECTION("empty or too short for the magic") {
         check_idx_error("", ErrorKind::format, "too short for the 4-byte magic");

@@ -525,6 +525,16 @@ TEST_CASE("safetensors: malformed files throw format errors naming the file and 
         auto e = error_of([&] { load_safetensors<float>(p); });
         CHECK(e.kind() == ErrorKind::io);
         CHECK_THAT(e.what(), Catch::Contains(p) && Catch::Contains("cannot open"));
+        // A folder opens on Linux but cannot be read as a file.
+        const std::string dir = sft::test::scratch_dir();
+        e = error_of([&] { load_safetensors<float>(dir); });
+        CHECK(e.kind() == ErrorKind::io);
+        CHECK_THAT(e.what(), Catch::Contains("'" + dir + "'"));
+        std::map<std::string, Tensor<float>> m;
+        m["a"] = Tensor<float>({2});
+        e = error_of([&] { save_safetensors(m, dir); });
+        CHECK(e.kind() == ErrorKind::io);
+        CHECK_THAT(e.what(), Catch::Contains("'" + dir + "'"));
     }
     SECTION("shorter than the length field") { check_format_error(std::string("\x05\x00\x00", 3), "", "too short"); }
     SECTION("header length past the end of the file") {

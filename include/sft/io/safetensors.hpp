@@ -190,7 +190,8 @@ bool int_to_float_exact(std::int64_t v, T& out) noexcept {
 /// An open safetensors file whose header has been read and validated; tensors are read on
 /// demand, each straight from its bytes in the file (one read into the tensor's storage when
 /// the dtype is T's own, through a 1 MiB buffer otherwise). Use it to inspect names, dtypes and
-/// shapes without loading the data, or to load a subset.
+/// shapes without loading the data, or to load a subset. One reader serves one thread at a
+/// time (its loads share one file position); open one reader per thread to load in parallel.
 /// Throws sft::Error (io: open/read failure; format: malformed header) from the constructor.
 class SafetensorsReader {
 public:
@@ -590,6 +591,20 @@ void encode_chunk(const T* src, std::size_t count, Dtype dtype, unsigned char* d
     }
 }
 
+/// A number never returned twice in this process (one counter for every save_safetensors<T>).
+inline unsigned long next_temp_id() noexcept {
+    static std::atomic<unsigned long> counter{0};
+    return counter++;
+}
+
+inline long process_id() noexcept {
+#if SFT_DETAIL_HAVE_UNISTD
+    return static_cast<long>(::getpid());
+#else
+    return 0;
+#endif
+}
+
 /// Removes a file on scope exit unless released (the temporary of an atomic write).
 struct TempFileGuard {
     std::string path;
@@ -663,13 +678,7 @@ void save_safetensors(const std::map<std::string, Tensor<T>>& tensors, const std
 
     // A temporary name unique to this process and call, in the destination's folder so that the
     // final rename stays on one file system (and so is atomic on POSIX).
-    static std::atomic<unsigned> counter{0};
-#if SFT_DETAIL_HAVE_UNISTD
-    const long pid = static_cast<long>(::getpid());
-#else
-    const long pid = 0;
-#endif
-    detail::TempFileGuard tmp{fmt::format("{}.tmp-{}-{}", path, pid, counter++)};
+    detail::TempFileGuard tmp{fmt::format("{}.tmp-{}-{}", path, detail::process_id(), detail::next_temp_id())};
     auto fail = [&](const std::string& what) {
         throw Error(ErrorKind::io, fmt::format("{}: {}: {}", st_where(path), what, std::strerror(errno)));
     };
