@@ -5,7 +5,9 @@
 /// An IDX file is: a 4-byte magic 0x00 0x00 <type> <rank>; `rank` big-endian u32 dimensions; the
 /// elements, row-major and big-endian. Types: 0x08 unsigned byte, 0x09 signed byte, 0x0B int16,
 /// 0x0C int32, 0x0D float32, 0x0E float64. Files are read through zlib's gzopen/gzread, which
-/// reads gzip files and passes raw files through unchanged.
+/// reads gzip files (concatenated members included) and passes raw files through unchanged.
+/// Bytes after the data are an error; but bytes after the last gzip member that do not start
+/// another member are skipped by zlib itself (documented gzread behaviour) and cannot be seen.
 #pragma once
 
 #include <sft/error.hpp>
