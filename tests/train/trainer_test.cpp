@@ -420,6 +420,9 @@ TEST_CASE("Trainer::fit rejects bad options and mismatched sets with clear error
     CHECK_THROWS_WITH(trainer.fit(data, FitOptions(quiet).batch_size(16).drop_last(true)), Catch::Contains("drop_last"));
     CHECK_THROWS_WITH(trainer.fit(data, FitOptions(quiet).max_grad_norm(-1)), Catch::Contains("max_grad_norm"));
     CHECK_THROWS_WITH(trainer.fit(data, FitOptions(quiet).log_file("/nonexistent/dir/log.jsonl")), Catch::Contains("/nonexistent/dir/log.jsonl"));
+    sft::optim::SGD<float> other(model.parameters(), sft::optim::SGDOptions(0.1));
+    sft::sched::StepLR foreign(other, 1);
+    CHECK_THROWS_WITH(trainer.set_scheduler(foreign), Catch::Contains("StepLR") && Catch::Contains("another optimizer"));
     sft::nn::Sequential<float> wrong;
     wrong.add("fc", sft::nn::Linear<float>(5, 2));
     sft::optim::SGD<float> opt2(wrong.parameters(), sft::optim::SGDOptions(0.1));

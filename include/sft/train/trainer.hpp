@@ -153,8 +153,12 @@ public:
     Trainer(nn::Module<T>& model, LossType& criterion, optim::OptimizerBase& optimizer)
         : model_(model), loss_(criterion), opt_(optimizer) {}
 
-    /// Drives `scheduler` (built on the same optimizer) during fit: see the file comment.
+    /// Drives `scheduler` during fit: see the file comment. Throws sft::Error (kind
+    /// invalid_argument) when the scheduler was built on another optimizer than the Trainer's.
     Trainer& set_scheduler(sched::Scheduler& scheduler) {
+        if (&scheduler.optimizer() != &opt_)
+            throw Error(ErrorKind::invalid_argument,
+                        fmt::format("Trainer::set_scheduler: {} drives another optimizer than this Trainer's", scheduler.name()));
         sched_ = &scheduler;
         return *this;
     }
