@@ -135,9 +135,9 @@ template <class T, class Op>
 std::size_t unary_body(const T* x, T* y, std::size_t n, Op op) noexcept {
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
-    std::size_t i = 0;
-    for (; i + w <= n; i += w) op(B::load_unaligned(x + i)).store_unaligned(y + i);
-    return i;
+    const std::size_t body = n / w * w;  // (i + w <= n would leave GCC unsure that i cannot wrap)
+    for (std::size_t i = 0; i < body; i += w) op(B::load_unaligned(x + i)).store_unaligned(y + i);
+    return body;
 }
 
 /// dx = op(dy, v) over the full batches (v: the cached input or output); returns where the tail starts.
@@ -145,9 +145,9 @@ template <class T, class Op>
 std::size_t backward_body(const T* dy, const T* v, T* dx, std::size_t n, Op op) noexcept {
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
-    std::size_t i = 0;
-    for (; i + w <= n; i += w) op(B::load_unaligned(dy + i), B::load_unaligned(v + i)).store_unaligned(dx + i);
-    return i;
+    const std::size_t body = n / w * w;
+    for (std::size_t i = 0; i < body; i += w) op(B::load_unaligned(dy + i), B::load_unaligned(v + i)).store_unaligned(dx + i);
+    return body;
 }
 
 }  // namespace activation_detail

@@ -66,9 +66,9 @@ template <class T, class Op>
 std::size_t binary_body(const T* a, const T* b, T* y, std::size_t n, Op op) noexcept {
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
-    std::size_t i = 0;
-    for (; i + w <= n; i += w) op(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
-    return i;
+    const std::size_t body = n / w * w;  // (i + w <= n would leave GCC unsure that i cannot wrap)
+    for (std::size_t i = 0; i < body; i += w) op(B::load_unaligned(a + i), B::load_unaligned(b + i)).store_unaligned(y + i);
+    return body;
 }
 
 }  // namespace elementwise_detail
@@ -112,7 +112,7 @@ void scale(const T* x, T alpha, T* y, std::size_t n) noexcept {
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
     const B va(alpha);
-    for (; i + w <= n; i += w) (va * B::load_unaligned(x + i)).store_unaligned(y + i);
+    for (const std::size_t body = n / w * w; i < body; i += w) (va * B::load_unaligned(x + i)).store_unaligned(y + i);
 #endif
     reference::scale(x + i, alpha, y + i, n - i);
 }
@@ -125,7 +125,8 @@ void axpy(T alpha, const T* x, T* y, std::size_t n) noexcept {
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
     const B va(alpha);
-    for (; i + w <= n; i += w) xsimd::fma(va, B::load_unaligned(x + i), B::load_unaligned(y + i)).store_unaligned(y + i);
+    for (const std::size_t body = n / w * w; i < body; i += w)
+        xsimd::fma(va, B::load_unaligned(x + i), B::load_unaligned(y + i)).store_unaligned(y + i);
 #endif
     reference::axpy(alpha, x + i, y + i, n - i);
 }

@@ -56,7 +56,8 @@ inline void add_run(T* y, const T* x, std::size_t n) noexcept {
     std::size_t i = 0;
 #if SFT_KERNELS_SIMD
     constexpr std::size_t w = Batch<T>::size;
-    for (; i + w <= n; i += w) (Batch<T>::load_unaligned(y + i) + Batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
+    for (const std::size_t body = n / w * w; i < body; i += w)
+        (Batch<T>::load_unaligned(y + i) + Batch<T>::load_unaligned(x + i)).store_unaligned(y + i);
 #endif
     for (; i < n; ++i) y[i] += x[i];
 }

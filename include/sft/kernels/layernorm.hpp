@@ -81,13 +81,13 @@ void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T 
     constexpr std::size_t lanes = B::size;
     std::size_t j = 0;
     B vs(T(0));
-    for (; j + lanes <= n; j += lanes) vs += B::load_unaligned(x + j);
+    for (; j < n / lanes * lanes; j += lanes) vs += B::load_unaligned(x + j);
     T s = reduce_lanes(vs);
     for (; j < n; ++j) s += x[j];
     const T mu = s / static_cast<T>(n);
     const B vmu(mu);
     B vv(T(0));
-    for (j = 0; j + lanes <= n; j += lanes) {
+    for (j = 0; j < n / lanes * lanes; j += lanes) {
         const B d = B::load_unaligned(x + j) - vmu;
         vv = xsimd::fma(d, d, vv);
     }
@@ -95,7 +95,7 @@ void layernorm_forward_row(const T* x, std::size_t n, const T* w, const T* b, T 
     for (; j < n; ++j) v += (x[j] - mu) * (x[j] - mu);
     const T r = T(1) / std::sqrt(v / static_cast<T>(n) + eps);
     const B vr(r);
-    for (j = 0; j + lanes <= n; j += lanes) {
+    for (j = 0; j < n / lanes * lanes; j += lanes) {
         B out = (B::load_unaligned(x + j) - vmu) * vr;
         if (w) out *= B::load_unaligned(w + j);
         if (b) out += B::load_unaligned(b + j);
@@ -122,7 +122,7 @@ void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rs
     std::size_t j = 0;
     if (dx) {
         B vsg(T(0)), vsgx(T(0));
-        for (; j + lanes <= n; j += lanes) {
+        for (; j < n / lanes * lanes; j += lanes) {
             B g = B::load_unaligned(dy + j);
             if (w) g *= B::load_unaligned(w + j);
             vsg += g;
@@ -136,7 +136,7 @@ void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rs
         }
         const T mg = sg / static_cast<T>(n), mgx = sgx / static_cast<T>(n);
         const B vmg(mg), vmgx(mgx);
-        for (j = 0; j + lanes <= n; j += lanes) {
+        for (j = 0; j < n / lanes * lanes; j += lanes) {
             B g = B::load_unaligned(dy + j);
             if (w) g *= B::load_unaligned(w + j);
             const B xh = (B::load_unaligned(x + j) - vmu) * vr;
@@ -149,7 +149,7 @@ void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rs
         }
     }
     if (dw || db) {
-        for (j = 0; j + lanes <= n; j += lanes) {
+        for (j = 0; j < n / lanes * lanes; j += lanes) {
             const B d = B::load_unaligned(dy + j);
             if (dw) xsimd::fma(d, (B::load_unaligned(x + j) - vmu) * vr, B::load_unaligned(dw + j)).store_unaligned(dw + j);
             if (db) (B::load_unaligned(db + j) + d).store_unaligned(db + j);

@@ -77,11 +77,11 @@ T sum(const T* x, std::size_t n) noexcept {
 #if SFT_KERNELS_SIMD
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
-    std::size_t i = 0;
+    const std::size_t body = n / w * w;
     B acc(T(0));
-    for (; i + w <= n; i += w) acc += B::load_unaligned(x + i);
+    for (std::size_t i = 0; i < body; i += w) acc += B::load_unaligned(x + i);
     T s = reduce_lanes(acc);
-    for (; i < n; ++i) s += x[i];
+    for (std::size_t i = body; i < n; ++i) s += x[i];
     return s;
 #else
     return reference::sum(x, n);
@@ -94,11 +94,11 @@ T dot(const T* a, const T* b, std::size_t n) noexcept {
 #if SFT_KERNELS_SIMD
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
-    std::size_t i = 0;
+    const std::size_t body = n / w * w;
     B acc(T(0));
-    for (; i + w <= n; i += w) acc = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc);
+    for (std::size_t i = 0; i < body; i += w) acc = xsimd::fma(B::load_unaligned(a + i), B::load_unaligned(b + i), acc);
     T s = reduce_lanes(acc);
-    for (; i < n; ++i) s += a[i] * b[i];
+    for (std::size_t i = body; i < n; ++i) s += a[i] * b[i];
     return s;
 #else
     return reference::dot(a, b, n);
@@ -122,17 +122,29 @@ void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexce
 #if SFT_KERNELS_SIMD
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
-    std::size_t j = 0;
-    // Blocks of columns: the partial sums stay in a register across all rows.
-    for (; j + w <= cols; j += w) {
-        B acc = B::load_unaligned(out + j);
-        for (std::size_t r = 0; r < rows; ++r) acc += B::load_unaligned(x + r * cols + j);
-        acc.store_unaligned(out + j);
+    const std::size_t body = cols / w * w;
+    // Four rows per sweep over out: the rows stream in order (a column-block walk down the rows
+    // would stride by a whole row per load), and out is read and written a quarter as often.
+    // Each column still receives out + x0 + x1 + ... in row order, as the reference does.
+    const std::size_t rows4 = rows / 4 * 4;
+    std::size_t r = 0;
+    for (; r < rows4; r += 4) {
+        const T* x0 = x + r * cols;
+        const T *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;
+        for (std::size_t j = 0; j < body; j += w) {
+            B acc = B::load_unaligned(out + j);
+            acc += B::load_unaligned(x0 + j);
+            acc += B::load_unaligned(x1 + j);
+            acc += B::load_unaligned(x2 + j);
+            acc += B::load_unaligned(x3 + j);
+            acc.store_unaligned(out + j);
+        }
+        for (std::size_t j = body; j < cols; ++j) out[j] = out[j] + x0[j] + x1[j] + x2[j] + x3[j];
     }
-    for (; j < cols; ++j) {
-        T acc = out[j];
-        for (std::size_t r = 0; r < rows; ++r) acc += x[r * cols + j];
-        out[j] = acc;
+    for (; r < rows; ++r) {
+        const T* xr = x + r * cols;
+        for (std::size_t j = 0; j < body; j += w) (B::load_unaligned(out + j) + B::load_unaligned(xr + j)).store_unaligned(out + j);
+        for (std::size_t j = body; j < cols; ++j) out[j] += xr[j];
     }
 #else
     reference::add_col_sums(x, rows, cols, out);
@@ -160,7 +172,8 @@ void row_max(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
         std::size_t j = 0;
         if (cols >= w) {
             B vm = B::load_unaligned(row);
-            for (j = w; j + w <= cols; j += w) vm = xsimd::max(vm, B::load_unaligned(row + j));
+            j = w;
+            for (const std::size_t body = cols / w * w; j < body; j += w) vm = xsimd::max(vm, B::load_unaligned(row + j));
             alignas(64) T lanes[w];
             vm.store_aligned(lanes);
             m = *std::max_element(lanes, lanes + w);

@@ -91,7 +91,7 @@ T row_max(const T* x, std::size_t n) noexcept {
     T m = x[0];
     if (n >= w) {
         B vm = B::load_unaligned(x);
-        for (j = w; j + w <= n; j += w) vm = xsimd::max(vm, B::load_unaligned(x + j));
+        for (j = w; j < n / w * w; j += w) vm = xsimd::max(vm, B::load_unaligned(x + j));
         alignas(64) T lanes[w];
         vm.store_aligned(lanes);
         m = lanes[0];
@@ -109,7 +109,7 @@ T exp_shifted(const T* x, std::size_t n, T m, T* y, const T* class_weight, bool 
     const B vm(m);
     B vs(T(0)), vc(T(0));
     std::size_t j = 0;
-    for (; j + w <= n; j += w) {
+    for (const std::size_t body = n / w * w; j < body; j += w) {
         const B d = B::load_unaligned(x + j) - vm;
         const B e = xsimd::exp(d);
         e.store_unaligned(y + j);
@@ -145,7 +145,7 @@ void softmax_row(const T* x, std::size_t n, T* y) noexcept {
     const T inv = T(1) / s;
     const B vinv(inv);
     std::size_t j = 0;
-    for (; j + w <= n; j += w) (B::load_unaligned(y + j) * vinv).store_unaligned(y + j);
+    for (const std::size_t body = n / w * w; j < body; j += w) (B::load_unaligned(y + j) * vinv).store_unaligned(y + j);
     for (; j < n; ++j) y[j] *= inv;
 #else
     reference::softmax_row(x, n, y);
@@ -180,11 +180,11 @@ T softmax_cross_entropy_row(const T* x, std::size_t n, std::size_t target, T smo
     const B vpa(pa), vsc(sc);
     std::size_t j = 0;
     if (class_weight) {
-        for (; j + w <= n; j += w)
+        for (const std::size_t body = n / w * w; j < body; j += w)
             xsimd::fms(vpa, B::load_unaligned(grad + j), vsc * B::load_unaligned(class_weight + j)).store_unaligned(grad + j);
         for (; j < n; ++j) grad[j] = pa * grad[j] - sc * class_weight[j];
     } else {
-        for (; j + w <= n; j += w) xsimd::fms(vpa, B::load_unaligned(grad + j), vsc).store_unaligned(grad + j);
+        for (const std::size_t body = n / w * w; j < body; j += w) xsimd::fms(vpa, B::load_unaligned(grad + j), vsc).store_unaligned(grad + j);
         for (; j < n; ++j) grad[j] = pa * grad[j] - sc;
     }
     grad[target] = pa * e_target - scale * (c * wy + hard * wy);
