@@ -149,9 +149,12 @@ public:
     /// A user metric: computed at each evaluation from all the outputs [N, ...] and labels [N].
     using MetricFn = std::function<double(const Tensor<T>& outputs, const Tensor<std::int64_t>& targets)>;
 
-    /// A trainer of `model` with `criterion` and `optimizer` (built on the model's parameters).
-    Trainer(nn::Module<T>& model, LossType& criterion, optim::OptimizerBase& optimizer)
-        : model_(model), loss_(criterion), opt_(optimizer) {}
+    /// A trainer of `model` with `criterion` (a loss of class indices, Loss<T, std::int64_t>:
+    /// CrossEntropy) and `optimizer` (built on the model's parameters). Another loss is a compile
+    /// error that says so.
+    template <class Criterion>
+    Trainer(nn::Module<T>& model, Criterion& criterion, optim::OptimizerBase& optimizer)
+        : model_(model), loss_(as_loss(criterion)), opt_(optimizer) {}
 
     /// Drives `scheduler` during fit: see the file comment. Throws sft::Error (kind
     /// invalid_argument) when the scheduler was built on another optimizer than the Trainer's.
@@ -248,6 +251,15 @@ public:
     Tensor<T> predict(const data::TensorDataset<T>& data, std::size_t batch_size = 256) { return predict(data.x(), batch_size); }
 
 private:
+    template <class Criterion>
+    static LossType& as_loss(Criterion& criterion) {
+        static_assert(std::is_base_of_v<LossType, Criterion>,
+                      "sft::train::Trainer<T> trains on class-index labels: its loss must derive from "
+                      "sft::loss::Loss<T, std::int64_t> (CrossEntropy<T>), with the Trainer's T");
+        if constexpr (std::is_base_of_v<LossType, Criterion>) return criterion;
+        else return *static_cast<LossType*>(nullptr);  // never compiled into a program: the assertion failed
+    }
+
     /// model.forward(x), checked to be [B, ...] for the batch of B.
     Tensor<T> forward_checked(const Tensor<T>& x, const std::string& who) {
         Tensor<T> out = model_.forward(x);
