@@ -25,6 +25,11 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <type_traits>
+
+#if SFT_KERNELS_SIMD && defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace sft::kernels {
 
@@ -109,6 +114,49 @@ struct ThreadBuffers {
     }
 };
 
+#if SFT_KERNELS_SIMD && defined(__AVX512F__)
+/// Transposes a block of 16 values from each of `rows` (<= 16) rows into 16 rows of `rows`
+/// values: dst[p * ldd + r] = src[r][p] for p < 16, r < rows. 64 in-register shuffles per
+/// 256 values instead of a load and a store per value (the packing of op(A) and op(B) with
+/// k along their rows: x W^T's both operands). Rows past `rows` are read from row 0 and not stored.
+inline void transpose16(const float* const* src, std::size_t rows, float* dst, std::size_t ldd) noexcept {
+    // The zero-masking forms with a full mask compile to the plain instructions; the plain
+    // intrinsics make GCC 12 report -Wuninitialized inside its own headers (_mm512_undefined_ps).
+    constexpr __mmask16 all = 0xFFFF;
+    constexpr __mmask8 all8 = 0xFF;
+    __m512 r[16], t[16];
+    for (std::size_t i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src[i < rows ? i : 0]);
+    for (std::size_t i = 0; i < 16; i += 2) {  // pairs of rows interleaved, per 128-bit lane
+        t[i] = _mm512_maskz_unpacklo_ps(all, r[i], r[i + 1]);
+        t[i + 1] = _mm512_maskz_unpackhi_ps(all, r[i], r[i + 1]);
+    }
+    for (std::size_t g = 0; g < 4; ++g) {  // r[4g + q], lane L: column 4L + q of rows 4g..4g+3
+        const __m512d t0 = _mm512_castps_pd(t[4 * g]), t1 = _mm512_castps_pd(t[4 * g + 1]);
+        const __m512d t2 = _mm512_castps_pd(t[4 * g + 2]), t3 = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, t0, t2));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, t0, t2));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_maskz_unpacklo_pd(all8, t1, t3));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_maskz_unpackhi_pd(all8, t1, t3));
+    }
+    const __mmask16 mask = static_cast<__mmask16>((1u << rows) - 1u);
+    for (std::size_t q = 0; q < 4; ++q) {  // 4 x 4 transpose of 128-bit lanes across r[q], r[4+q], r[8+q], r[12+q]
+        const __m512 v0 = _mm512_maskz_shuffle_f32x4(all, r[q], r[4 + q], 0x44), v1 = _mm512_maskz_shuffle_f32x4(all, r[q], r[4 + q], 0xEE);
+        const __m512 v2 = _mm512_maskz_shuffle_f32x4(all, r[8 + q], r[12 + q], 0x44), v3 = _mm512_maskz_shuffle_f32x4(all, r[8 + q], r[12 + q], 0xEE);
+        const __m512 out[4] = {_mm512_maskz_shuffle_f32x4(all, v0, v2, 0x88), _mm512_maskz_shuffle_f32x4(all, v0, v2, 0xDD), _mm512_maskz_shuffle_f32x4(all, v1, v3, 0x88),
+                               _mm512_maskz_shuffle_f32x4(all, v1, v3, 0xDD)};
+        for (std::size_t l = 0; l < 4; ++l) {
+            float* d = dst + (4 * l + q) * ldd;
+            if (rows == 16) _mm512_storeu_ps(d, out[l]);
+            else _mm512_mask_storeu_ps(d, mask, out[l]);
+        }
+    }
+}
+inline constexpr bool has_transpose16 = true;
+#else
+inline constexpr bool has_transpose16 = false;
+inline void transpose16(const float* const*, std::size_t, float*, std::size_t) noexcept {}
+#endif
+
 /// Packs op(A)[i0 : i0 + rows, p0 : p0 + kc] into panels of MR rows: panel r holds, for each p,
 /// the MR values of column p (rows past `rows` are zero).
 template <class T>
@@ -117,9 +165,19 @@ void pack_a(bool trans, const T* a, std::size_t lda, std::size_t i0, std::size_t
     for (std::size_t r = 0; r < rows; r += mr, dst += mr * kc) {
         const std::size_t h = std::min(mr, rows - r);
         if (!trans) {  // op(A)(i, p) = a[i lda + p]: read rows, write with stride MR
+            std::size_t p_done = 0;
+            if constexpr (std::is_same_v<T, float> && has_transpose16 && mr <= 16) {
+                const float* rows_ptr[16];
+                for (std::size_t i = 0; i < 16; ++i) rows_ptr[i] = a + (i0 + r + (i < h ? i : 0)) * lda + p0;
+                for (; p_done + 16 <= kc; p_done += 16) {
+                    transpose16(rows_ptr, h, dst + p_done * mr, mr);
+                    for (auto& q : rows_ptr) q += 16;
+                }
+            }
             for (std::size_t i = 0; i < h; ++i) {
                 const T* src = a + (i0 + r + i) * lda + p0;
-                for (std::size_t p = 0; p < kc; ++p) dst[p * mr + i] = src[p];
+                T* d = dst + p_done * mr + i;
+                for (const T* q = src + p_done; q < src + kc; ++q, d += mr) *d = *q;
             }
         } else {  // op(A)(i, p) = a[p lda + i]: MR contiguous values per p
             for (std::size_t p = 0; p < kc; ++p) {
@@ -151,8 +209,25 @@ void pack_b(bool trans, const T* b, std::size_t ldb, std::size_t p0, std::size_t
                 }
             }
         } else {  // op(B)(p, j) = b[j ldb + p]: read rows of B, write with stride NR
-            // Four rows at a time: four read streams, four stores into each written line.
             std::size_t j = 0;
+            if constexpr (std::is_same_v<T, float> && has_transpose16 && nr % 16 == 0) {
+                if (w == nr) {  // 16 x 16 blocks through registers, the rest below
+                    std::size_t p = 0;
+                    for (; p + 16 <= kc; p += 16)
+                        for (std::size_t jb = 0; jb < nr; jb += 16) {
+                            const float* rows_ptr[16];
+                            for (std::size_t i = 0; i < 16; ++i) rows_ptr[i] = b + (j0 + s + jb + i) * ldb + p0 + p;
+                            transpose16(rows_ptr, 16, dst + p * nr + jb, nr);
+                        }
+                    for (std::size_t jj = 0; jj < nr; ++jj) {
+                        const T* src = b + (j0 + s + jj) * ldb + p0;
+                        T* d = dst + p * nr + jj;
+                        for (const T* q = src + p; q < src + kc; ++q, d += nr) *d = *q;
+                    }
+                    continue;
+                }
+            }
+            // Four rows at a time: four read streams, four stores into each written line.
             for (; j + 4 <= w; j += 4) {
                 const T* s0 = b + (j0 + s + j) * ldb + p0;
                 const T* s1 = s0 + ldb;
