@@ -13,6 +13,8 @@
 #include <catch2/catch.hpp>
 
 #include <cstdio>
+#include <filesystem>
+#include <memory>
 #include <map>
 #include <string>
 #include <vector>
@@ -164,6 +166,24 @@ TEST_CASE("ModelCheckpoint writes the best weights at improvements and the last 
     CHECK(l.metadata.at("epoch") == "5");
     CHECK(sft_test::max_abs_diff(l.tensors, sft_test::weights(s.model)) == 0.0);
     CHECK_THROWS_AS(sft::train::ModelCheckpoint(sft::train::ModelCheckpointOptions()), sft::Error);
+    // Written through a temporary file renamed over the target: none is left behind.
+    for (const auto& entry : std::filesystem::directory_iterator("/tmp"))
+        CHECK(entry.path().filename().string().rfind("sft_train_test_ckpt_best.safetensors.tmp", 0) == std::string::npos);
+}
+
+TEST_CASE("Trainer::add_callback takes callbacks by value, by reference and as unique_ptr", "[train][callback]") {
+    Scripted s(std::vector<double>(10, 1.0));
+    int begins = 0;
+    auto owned = std::make_unique<sft_test::Probe>();
+    owned->epoch_begin = [&](sft::train::TrainState&) { ++begins; };
+    s.trainer.add_callback(std::move(owned));
+    sft_test::Probe by_value;
+    by_value.epoch_begin = [&](sft::train::TrainState&) { begins += 10; };
+    s.trainer.add_callback(std::move(by_value));
+    CHECK(s.trainer.callbacks().size() == 3);  // with the Scripted probe
+    s.fit(2);
+    CHECK(begins == 22);
+    CHECK_THROWS_WITH(s.trainer.add_callback(std::unique_ptr<sft::train::Callback>()), Catch::Contains("null"));
 }
 
 TEST_CASE("ProgressBar: plain lines off a terminal, a bar on one, epoch lines at verbosity 2", "[train][progress]") {
