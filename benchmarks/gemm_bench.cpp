@@ -1,5 +1,5 @@
 // GEMM throughput on the reference workload's shapes (MLP 784-512-256-10, batch 128), for sft's
-// packed kernel (kernels::gemm_packed), Eigen 3.4 (kernels::gemm, the reference) and, when the
+// packed kernel (kernels::gemm_packed), Eigen 3.4 (kernels::gemm_eigen, the tests' reference) and, when the
 // benchmark was built with it, OpenBLAS through cblas; with the machine's own limits measured by
 // the same binary: an FMA peak loop (independent FMA chains, no memory) and a STREAM-style triad.
 // Every product of a linear layer y = x W^T appears as the layer runs it, row-major:
@@ -46,7 +46,7 @@ void gemm_call(Impl impl, bool ta, bool tb, std::size_t m, std::size_t n, std::s
                std::size_t ldb, float beta, float* c, std::size_t ldc) {
     switch (impl) {
         case Impl::sft: sft::kernels::gemm_packed<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
-        case Impl::eigen: sft::kernels::gemm<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
+        case Impl::eigen: sft::kernels::gemm_eigen<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
         case Impl::openblas:
 #if SFT_BENCH_OPENBLAS
             cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.0f, a, int(lda), b,

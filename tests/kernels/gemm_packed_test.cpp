@@ -63,7 +63,7 @@ std::vector<T> check_product(const Case& cs, bool ta, bool tb, T alpha, T beta, 
     std::vector<long double> want, mag;
     naive_gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c0.data(), ldc, want, mag);
     std::vector<T> eigen = c0;
-    sft::kernels::gemm<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, eigen.data(), ldc);
+    sft::kernels::gemm_eigen<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, eigen.data(), ldc);
     sft::kernels::gemm_packed<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
     for (std::size_t i = 0; i < m; ++i) {
         for (std::size_t j = 0; j < n; ++j) {
@@ -83,7 +83,7 @@ std::vector<T> check_product(const Case& cs, bool ta, bool tb, T alpha, T beta, 
 
 }  // namespace
 
-TEMPLATE_TEST_CASE("kernels: gemm_packed matches a long double loop and Eigen for every transpose, odd sizes, strides, alpha and beta",
+TEMPLATE_TEST_CASE("kernels: gemm_packed matches a long double loop and Eigen (gemm_eigen) for every transpose, odd sizes, strides, alpha and beta",
                    "[kernels][gemm_packed]", float, double) {
     using T = TestType;
     // Sizes around the micro-tile (MR rows, NR columns), several k blocks (kc_max is 256 floats,

@@ -1,13 +1,17 @@
 /// @file gemm.hpp
-/// Matrix products on raw row-major memory through Eigen maps (no copies):
-/// C[m, n] = alpha * op(A) * op(B) + beta * C. Internal: namespace sft::kernels.
+/// Matrix products on raw row-major memory: C[m, n] = alpha * op(A) * op(B) + beta * C.
+/// kernels::gemm runs sft's packed, threaded kernel (gemm_packed.hpp); kernels::gemm_eigen, the
+/// same product through Eigen maps (no copies), stays as the reference of the tests.
+/// Internal: namespace sft::kernels.
 #pragma once
 
 #include <sft/config.hpp>
+#include <sft/kernels/gemm_packed.hpp>
 
 #include <Eigen/Core>
 
 #include <cstddef>
+#include <type_traits>
 
 namespace sft::kernels {
 
@@ -28,11 +32,10 @@ void gemm_assign(const A& a, const B& b, T alpha, T beta, RowMajorMap<T>& c) noe
 }
 }  // namespace detail
 
-/// C = alpha * op(A) op(B) + beta * C on row-major matrices with leading dimensions lda, ldb, ldc.
-/// op(A) is [m, k]: A is stored [m, k], or [k, m] when trans_a. op(B) is [k, n]: B is stored
-/// [k, n], or [n, k] when trans_b. beta == 0 ignores C's previous contents (NaNs included).
+/// C = alpha * op(A) op(B) + beta * C through Eigen (single-threaded): the reference of the tests,
+/// with the same contract as gemm below.
 template <class T>
-void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+void gemm_eigen(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
           const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
     using Eigen::Index;
     using detail::ConstRowMajorMap;
@@ -51,6 +54,34 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     else if (!trans_a && trans_b) detail::gemm_assign(am_, bm_.transpose(), alpha, beta, cm);
     else if (trans_a && !trans_b) detail::gemm_assign(am_.transpose(), bm_, alpha, beta, cm);
     else detail::gemm_assign(am_.transpose(), bm_.transpose(), alpha, beta, cm);
+}
+
+namespace reference {
+/// The scalar reference of gemm below: the textbook triple loop, accumulated in double for float.
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
+          const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
+    using Acc = std::conditional_t<std::is_same_v<T, float>, double, T>;
+    for (std::size_t i = 0; i < m; ++i)
+        for (std::size_t j = 0; j < n; ++j) {
+            Acc s = 0;
+            for (std::size_t p = 0; p < k; ++p)
+                s += Acc(trans_a ? a[p * lda + i] : a[i * lda + p]) * Acc(trans_b ? b[j * ldb + p] : b[p * ldb + j]);
+            const Acc prev = beta == T(0) ? Acc(0) : Acc(beta) * c[i * ldc + j];  // beta == 0 ignores C (NaNs included)
+            c[i * ldc + j] = static_cast<T>(Acc(alpha) * s + prev);
+        }
+}
+}  // namespace reference
+
+/// C = alpha * op(A) op(B) + beta * C on row-major matrices with leading dimensions lda, ldb, ldc.
+/// op(A) is [m, k]: A is stored [m, k], or [k, m] when trans_a. op(B) is [k, n]: B is stored
+/// [k, n], or [n, k] when trans_b. beta == 0 ignores C's previous contents (NaNs included).
+/// Runs on sft's thread pool (sft::set_num_threads); the result does not depend on the number
+/// of threads.
+template <class T>
+void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda, const T* b,
+          std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
+    gemm_packed<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
 }  // namespace sft::kernels
