@@ -61,10 +61,14 @@ TEMPLATE_TEST_CASE("kernels: gemm matches a long double triple loop for every tr
                 std::vector<long double> want, mag;
                 naive_gemm(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c0.data(), ldc, want, mag);
                 sft::kernels::gemm<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, c.data(), ldc);
+                TestBuffer<T> cr(m * ldc, 0);
+                for (std::size_t i = 0; i < m * ldc; ++i) cr[i] = c0[i];
+                sft::kernels::reference::gemm<T>(ta, tb, m, n, k, alpha, a.data(), lda, b.data(), ldb, beta, cr.data(), ldc);
                 for (std::size_t i = 0; i < m; ++i) {
                     for (std::size_t j = 0; j < n; ++j) {
                         INFO("C(" << i << ", " << j << ")");
                         REQUIRE(std::fabs(c[i * ldc + j] - want[i * n + j]) <= (k + 2) * eps<T>() * mag[i * n + j] + 1e-30);
+                        REQUIRE(std::fabs(cr[i * ldc + j] - want[i * n + j]) <= (k + 2) * eps<T>() * mag[i * n + j] + 1e-30);
                     }
                     for (std::size_t j = n; j < ldc && i * ldc + j < m * ldc; ++j)  // padding between rows untouched
                         REQUIRE((std::isnan(c0[i * ldc + j]) ? std::isnan(c[i * ldc + j]) : c[i * ldc + j] == c0[i * ldc + j]));

@@ -59,11 +59,11 @@ TEMPLATE_TEST_CASE("kernels: im2col and col2im equal their scalar references and
         image.fill_uniform(trial, -1, 1);
         dcol.fill_uniform(trial + 1000, -1, 1);
         sft::kernels::im2col(g, image.data(), col.data());
-        sft::kernels::im2col_scalar(g, image.data(), col_ref.data());
+        sft::kernels::reference::im2col(g, image.data(), col_ref.data());
         for (std::size_t i = 0; i < cols; ++i) REQUIRE(col[i] == col_ref[i]);
         for (std::size_t i = 0; i < img; ++i) back[i] = back_ref[i] = T(0);
         sft::kernels::col2im(g, dcol.data(), back.data());
-        sft::kernels::col2im_scalar(g, dcol.data(), back_ref.data());
+        sft::kernels::reference::col2im(g, dcol.data(), back_ref.data());
         for (std::size_t i = 0; i < img; ++i) REQUIRE(back[i] == back_ref[i]);  // same additions in the same order
         // Adjoint: <im2col(x), c> == <x, col2im(c)>.
         long double lhs = 0, rhs = 0, mag = 0;

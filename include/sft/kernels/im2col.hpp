@@ -1,7 +1,7 @@
 /// @file im2col.hpp
 /// im2col / col2im for 2-D convolution on one NCHW sample: they turn a convolution into a GEMM.
-/// Internal: namespace sft::kernels. Each kernel has a plain scalar reference (`*_scalar`, one
-/// bounds check per element) and a fast version that works on contiguous runs of a row (memcpy
+/// Internal: namespace sft::kernels. Each kernel has a plain scalar reference (`*_scalar`, also
+/// reachable as reference::im2col and reference::col2im; one bounds check per element) and a fast version that works on contiguous runs of a row (memcpy
 /// for im2col, an xsimd add for col2im); `SFT_NO_SIMD=1` makes col2im's run add a plain loop.
 ///
 /// Layout, as Caffe and PyTorch's THNN slow_conv2d: the column matrix is
@@ -100,6 +100,19 @@ void col2im_scalar(const ConvGeometry& g, const T* col, T* image) noexcept {
                     }
             }
 }
+
+namespace reference {
+/// The scalar reference of im2col, under the name every kernel's reference has.
+template <class T>
+void im2col(const ConvGeometry& g, const T* image, T* col) noexcept {
+    im2col_scalar(g, image, col);
+}
+/// The scalar reference of col2im, under the name every kernel's reference has.
+template <class T>
+void col2im(const ConvGeometry& g, const T* col, T* image) noexcept {
+    col2im_scalar(g, col, image);
+}
+}  // namespace reference
 
 /// im2col: image [C, H, W] -> col [C*KH*KW, OH*OW]. Same result as im2col_scalar; the bounds are
 /// computed once per kernel row and the valid part of each output row is copied as one run
