@@ -24,8 +24,9 @@
 // examples/finetune_fashion_mnist.py runs the same protocol in PyTorch and prints the same line.
 //
 // Usage: finetune_fashion_mnist [--pretrained pretrained.safetensors] [--out finetuned.safetensors]
-//        [--data DIR] [--k 20] [--seeds 0,1,2] [--max-epochs 100] [--patience 10]
+//        [--data DIR] [--k 20] [--seeds 0,1,2] [--max-epochs 100] [--patience 10] [--threads N]
 #include <sft/sft.hpp>  // the whole API: layers, losses, optimizers, schedulers, data, Trainer, I/O
+#include <sft/parallel.hpp>  // sft::set_num_threads
 
 #include <fmt/format.h>
 
@@ -59,6 +60,7 @@ constexpr const char* usage_text =
     "  --seeds LIST       comma-separated seeds (default 0,1,2)\n"
     "  --max-epochs N     epochs at most, also the length of the cosine schedule (default 100)\n"
     "  --patience N       early-stopping patience in epochs (default 10)\n"
+    "  --threads N        threads of sft's kernels (default: all the hardware's)\n"
     "  -h, --help         this message\n";
 
 /// A bad command line: main prints the message and the usage, and returns 2.
@@ -74,6 +76,7 @@ struct Args {
     std::vector<std::uint64_t> seeds{0, 1, 2};
     std::size_t max_epochs = 100;
     std::size_t patience = 10;
+    std::size_t threads = 0;  // 0: sft's default
     bool help = false;
 };
 
@@ -99,7 +102,7 @@ Args parse_args(int argc, char** argv) {
             flag = flag.substr(0, eq);
         } else {
             const bool known = flag == "--pretrained" || flag == "--out" || flag == "--data" || flag == "--k" || flag == "--seeds" ||
-                               flag == "--max-epochs" || flag == "--patience";
+                               flag == "--max-epochs" || flag == "--patience" || flag == "--threads";
             if (!known) throw UsageError(fmt::format("unknown argument '{}'", flag));
             if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", flag));
             value = argv[++i];
@@ -110,6 +113,7 @@ Args parse_args(int argc, char** argv) {
         else if (flag == "--k") a.k = parse_count(flag, value, 3);
         else if (flag == "--max-epochs") a.max_epochs = parse_count(flag, value, 1);
         else if (flag == "--patience") a.patience = parse_count(flag, value, 1);
+        else if (flag == "--threads") a.threads = parse_count(flag, value, 1);
         else if (flag == "--seeds") {
             a.seeds.clear();
             std::size_t start = 0;
@@ -249,6 +253,7 @@ Summary summarize(const std::vector<double>& v) {
 
 int finetune(const Args& args) {
     const auto t_start = std::chrono::steady_clock::now();
+    if (args.threads) sft::set_num_threads(args.threads);  // as torch.set_num_threads; results do not depend on it
     if (!std::filesystem::exists(args.pretrained)) {
         std::fprintf(stderr,
                      "finetune_fashion_mnist: pretrained weights '%s' not found.\n"
@@ -273,8 +278,8 @@ int finetune(const Args& args) {
     sft::nn::Sequential<float> source_model = make_model(source_classes.size());
     source_model.load_state_dict(pretrained);
     const double source_before = accuracy(source_model, source_test);
-    fmt::print("pretrained model '{}': source-task test accuracy {:.4f} ({} images, classes 0 2 4 5 7 8)\n", args.pretrained,
-               source_before, source_test.size());
+    fmt::print("pretrained model '{}': source-task test accuracy {:.4f} ({} images, classes 0 2 4 5 7 8); {} threads\n",
+               args.pretrained, source_before, source_test.size(), sft::get_num_threads());
 
     const Way ways[] = {Way::scratch, Way::head_only, Way::full};
     std::map<Way, std::vector<double>> results;

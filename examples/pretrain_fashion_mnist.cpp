@@ -7,8 +7,9 @@
 // It prints the progress and the accuracy on the 6,000 source test images, then writes --out.
 // examples/finetune_fashion_mnist.cpp then learns the four other classes from a few images.
 //
-// Usage: pretrain_fashion_mnist [--out pretrained.safetensors] [--data DIR] [--epochs 2] [--seed 0]
+// Usage: pretrain_fashion_mnist [--out pretrained.safetensors] [--data DIR] [--epochs 2] [--seed 0] [--threads N]
 #include <sft/sft.hpp>  // the whole API: layers, losses, optimizers, schedulers, data, Trainer, I/O
+#include <sft/parallel.hpp>  // sft::set_num_threads
 
 #include <fmt/format.h>
 
@@ -33,6 +34,7 @@ constexpr const char* usage_text =
     "  --data DIR    folder of the Fashion-MNIST IDX .gz files (default /usr/share/datasets/fashion-mnist)\n"
     "  --epochs N    passes over the 36,000 source images (default 2)\n"
     "  --seed N      seed of the initialisation and of the batch order (default 0)\n"
+    "  --threads N   threads of sft's kernels (default: all the hardware's)\n"
     "  -h, --help    this message\n";
 
 /// A bad command line: main prints the message and the usage, and returns 2.
@@ -45,6 +47,7 @@ struct Args {
     std::string data = "/usr/share/datasets/fashion-mnist";
     std::size_t epochs = 2;
     std::uint64_t seed = 0;
+    std::size_t threads = 0;  // 0: sft's default
     bool help = false;
 };
 
@@ -69,7 +72,7 @@ Args parse_args(int argc, char** argv) {
             value = flag.substr(eq + 1);
             flag = flag.substr(0, eq);
         } else {
-            if (flag != "--out" && flag != "--data" && flag != "--epochs" && flag != "--seed")
+            if (flag != "--out" && flag != "--data" && flag != "--epochs" && flag != "--seed" && flag != "--threads")
                 throw UsageError(fmt::format("unknown argument '{}'", flag));
             if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", flag));
             value = argv[++i];
@@ -79,6 +82,7 @@ Args parse_args(int argc, char** argv) {
         else if (flag == "--data") a.data = value;
         else if (flag == "--epochs") a.epochs = parse_count(flag, value, 1);
         else if (flag == "--seed") a.seed = parse_count(flag, value, 0);
+        else if (flag == "--threads") a.threads = parse_count(flag, value, 1);
         else throw UsageError(fmt::format("unknown argument '{}'", flag));
     }
     return a;
@@ -106,10 +110,12 @@ sft::nn::Sequential<float> make_model(std::size_t classes) {
 
 int pretrain(const Args& args) {
     const auto t0 = std::chrono::steady_clock::now();
+    if (args.threads) sft::set_num_threads(args.threads);  // as torch.set_num_threads; results do not depend on it
     // Pixels scaled to [0, 1], [N, 1, 28, 28]; labels remapped 0 2 4 5 7 8 -> 0..5.
     const auto train = sft::data::select_classes(sft::data::load_fashion_mnist<float>("train", args.data), source_classes);
     const auto test = sft::data::select_classes(sft::data::load_fashion_mnist<float>("test", args.data), source_classes);
-    fmt::print("source classes 0 2 4 5 7 8: {} training images, {} test images\n", train.size(), test.size());
+    fmt::print("source classes 0 2 4 5 7 8: {} training images, {} test images; {} threads\n", train.size(), test.size(),
+               sft::get_num_threads());
 
     sft::manual_seed(args.seed);
     sft::nn::Sequential<float> model = make_model(source_classes.size());
