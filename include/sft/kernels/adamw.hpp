@@ -120,8 +120,10 @@ void adam_update_simd(T* p, const T* g, T* m, T* v, T* v_max, std::size_t n, con
     constexpr std::size_t w = B::size;
     const B l2(c.l2), decay(c.decay), b1(c.beta1), omb1(c.one_minus_beta1), b2(c.beta2), omb2(c.one_minus_beta2),
         bc2(c.bias_correction2_sqrt), eps(c.eps), nss(c.neg_step_size);
+    // The SIMD body bounded by n / w * w (not i + w <= n: GCC warns on the tail for a constant n).
+    const std::size_t body = n / w * w;
     std::size_t i = 0;
-    for (; i + w <= n; i += w) {
+    for (; i < body; i += w) {
         const B pv = B::load_unaligned(p + i);
         B gi = B::load_unaligned(g + i);
         if constexpr (L2) gi = gi + l2 * pv;
@@ -146,8 +148,10 @@ void sgd_update_simd(T* p, const T* g, T* buf, std::size_t n, const SgdCoefficie
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
     const B wd(c.weight_decay), mom(c.momentum), omd(c.one_minus_dampening), nlr(c.neg_lr);
+    // The SIMD body bounded by n / w * w (not i + w <= n: GCC warns on the tail for a constant n).
+    const std::size_t body = n / w * w;
     std::size_t i = 0;
-    for (; i + w <= n; i += w) {
+    for (; i < body; i += w) {
         const B pv = B::load_unaligned(p + i);
         B d = B::load_unaligned(g + i);
         if constexpr (Decay) d = d + wd * pv;
