@@ -135,6 +135,10 @@ TEST_CASE("CrossEntropy: a target outside the classes throws naming the row and 
     } catch (const sft::Error& e) {
         CHECK(e.kind() == sft::ErrorKind::invalid_argument);
     }
+    // After a good forward, a failed one leaves no stale gradient for backward().
+    ce.forward(x, labels({3}, {0, 1, 2}));
+    CHECK_THROWS(ce.forward(x, labels({3}, {0, 1, 9})));
+    CHECK_THROWS_WITH(ce.backward(), Catch::Contains("before forward"));
     // A custom ignore_index makes -100 an invalid target.
     CrossEntropy<float> ce2(CrossEntropyOptions().ignore_index(-1));
     CHECK_THROWS_WITH(ce2.forward(x, labels({3}, {-100, 1, 2})), Catch::Contains("target -100 at row 0") && Catch::Contains("(-1)"));

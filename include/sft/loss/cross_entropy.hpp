@@ -108,6 +108,7 @@ public:
     /// leading shape, or the class weights do not have C entries; (kind invalid_argument) naming the
     /// row and the value when a target is outside [0, C) and is not ignore_index.
     T forward(const Tensor<T>& logits, const Tensor<std::int64_t>& targets, bool need_grad = true) override {
+        has_grad_ = false;  // a forward that throws leaves no stale gradient behind
         const std::size_t classes = check_shapes(logits, targets);
         const std::size_t rows = logits.numel() / classes;
         const std::int64_t* y = targets.data();

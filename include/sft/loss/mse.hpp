@@ -46,6 +46,7 @@ public:
     /// false. With Reduction::none it returns the sum (losses() holds the element losses).
     /// Throws sft::Error (kind shape) naming both shapes when they differ (no broadcasting).
     T forward(const Tensor<T>& prediction, const Tensor<T>& target, bool need_grad = true) override {
+        has_grad_ = false;  // a forward that throws leaves no stale gradient behind
         if (prediction.shape() != target.shape())
             throw Error(ErrorKind::shape, fmt::format("{}: prediction {} and target {}, expected the same shape", type_name(),
                                                       prediction.shape().str(), target.shape().str()));
