@@ -52,6 +52,7 @@ protected:
 template <class T>
 class ReLU : public detail::ElementwiseActivation<T> {
 public:
+    /// "ReLU", as error messages name this layer.
     std::string type_name() const override { return "ReLU"; }
 
     /// y = relu(x), same shape. Throws sft::Error when x is undefined.
@@ -87,7 +88,11 @@ public:
     /// As torch.nn.GELU(approximate=...): "none" or "tanh". Throws sft::Error on any other string.
     explicit GELU(const std::string& approximate) : approximate_(parse(approximate)) {}
 
+    /// "GELU", as error messages name this layer.
+
+    /// "GELU", as error messages name this layer.
     std::string type_name() const override { return "GELU"; }
+    /// Exact (none) or tanh approximation.
     GELUApproximate approximate() const noexcept { return approximate_; }
 
     /// y = gelu(x), same shape. Throws sft::Error when x is undefined.
@@ -125,6 +130,7 @@ private:
 template <class T>
 class Tanh : public detail::ElementwiseActivation<T> {
 public:
+    /// "Tanh", as error messages name this layer.
     std::string type_name() const override { return "Tanh"; }
 
     /// y = tanh(x), same shape. Throws sft::Error when x is undefined.
@@ -148,6 +154,7 @@ public:
 template <class T>
 class Sigmoid : public detail::ElementwiseActivation<T> {
 public:
+    /// "Sigmoid", as error messages name this layer.
     std::string type_name() const override { return "Sigmoid"; }
 
     /// y = sigmoid(x), same shape. Throws sft::Error when x is undefined.

@@ -33,6 +33,9 @@ public:
     /// Masks from the layer's own generator, seeded with `seed`. Throws sft::Error unless 0 <= p <= 1.
     Dropout(double p, std::uint64_t seed) : p_(checked(p)), own_rng_(seed), use_own_rng_(true) {}
 
+    /// "Dropout", as error messages name this layer.
+
+    /// "Dropout", as error messages name this layer.
     std::string type_name() const override { return "Dropout"; }
     /// The probability of zeroing an element.
     double p() const noexcept { return p_; }

@@ -22,8 +22,13 @@ public:
     /// Dimensions are checked against each input's rank in forward().
     explicit Flatten(int start_dim = 1, int end_dim = -1) noexcept : start_(start_dim), end_(end_dim) {}
 
+    /// "Flatten", as error messages name this layer.
+
+    /// "Flatten", as error messages name this layer.
     std::string type_name() const override { return "Flatten"; }
+    /// The first flattened dimension (negative: counted from the end).
     int start_dim() const noexcept { return start_; }
+    /// The last flattened dimension, inclusive (negative: counted from the end).
     int end_dim() const noexcept { return end_; }
 
     /// The input seen with dimensions start..end merged. Throws sft::Error when the input is

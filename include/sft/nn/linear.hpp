@@ -33,6 +33,9 @@ public:
         }
     }
 
+    /// "Linear", as error messages name this layer.
+
+    /// "Linear", as error messages name this layer.
     std::string type_name() const override { return "Linear"; }
     /// The size of the input's last dimension.
     std::size_t in_features() const noexcept { return in_; }
