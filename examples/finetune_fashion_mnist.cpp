@@ -154,8 +154,10 @@ sft::nn::Sequential<float> make_model(std::size_t classes) {
     return model;
 }
 
-/// Share of the samples of `data` whose argmax output is the label, in eval mode, 1,000 at a time.
+/// Share of the samples of `data` whose argmax output is the label, in eval mode (the model's mode
+/// is restored after), 1,000 at a time.
 double accuracy(sft::nn::Module<float>& model, const sft::data::TensorDataset<float>& data) {
+    const bool was_training = model.is_training();
     model.eval();
     std::size_t correct = 0;
     for (std::size_t start = 0; start < data.size(); start += 1000) {
@@ -168,7 +170,7 @@ double accuracy(sft::nn::Module<float>& model, const sft::data::TensorDataset<fl
             correct += predicted == data.y()[start + i];
         }
     }
-    model.train();
+    model.train(was_training);
     return static_cast<double>(correct) / static_cast<double>(data.size());
 }
 
