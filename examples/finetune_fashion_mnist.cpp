@@ -61,6 +61,8 @@ constexpr const char* usage_text =
     "  --max-epochs N     epochs at most, also the length of the cosine schedule (default 100)\n"
     "  --patience N       early-stopping patience in epochs (default 10)\n"
     "  --threads N        threads of sft's kernels (default: all the hardware's)\n"
+    "  --export-draws DIR also write each seed's random draws (images, initial weights, batch order) to\n"
+    "                     DIR/draws_seed<S>_{f32,i64}.safetensors, for finetune_fashion_mnist.py --replay DIR\n"
     "  -h, --help         this message\n";
 
 /// A bad command line: main prints the message and the usage, and returns 2.
@@ -77,6 +79,7 @@ struct Args {
     std::size_t max_epochs = 100;
     std::size_t patience = 10;
     std::size_t threads = 0;  // 0: sft's default
+    std::string export_draws;  // empty: none
     bool help = false;
 };
 
@@ -102,7 +105,8 @@ Args parse_args(int argc, char** argv) {
             flag = flag.substr(0, eq);
         } else {
             const bool known = flag == "--pretrained" || flag == "--out" || flag == "--data" || flag == "--k" || flag == "--seeds" ||
-                               flag == "--max-epochs" || flag == "--patience" || flag == "--threads";
+                               flag == "--max-epochs" || flag == "--patience" || flag == "--threads" ||
+                               flag == "--export-draws";
             if (!known) throw UsageError(fmt::format("unknown argument '{}'", flag));
             if (i + 1 >= argc) throw UsageError(fmt::format("{} needs a value", flag));
             value = argv[++i];
@@ -114,6 +118,7 @@ Args parse_args(int argc, char** argv) {
         else if (flag == "--max-epochs") a.max_epochs = parse_count(flag, value, 1);
         else if (flag == "--patience") a.patience = parse_count(flag, value, 1);
         else if (flag == "--threads") a.threads = parse_count(flag, value, 1);
+        else if (flag == "--export-draws") a.export_draws = value;
         else if (flag == "--seeds") {
             a.seeds.clear();
             std::size_t start = 0;
@@ -172,6 +177,27 @@ double accuracy(sft::nn::Module<float>& model, const sft::data::TensorDataset<fl
     }
     model.train(was_training);
     return static_cast<double>(correct) / static_cast<double>(data.size());
+}
+
+/// Writes what `seed` draws, so that PyTorch can replay the same runs (finetune_fashion_mnist.py
+/// --replay): the train and validation images and labels, the initial weights of the 4-class model
+/// (what run() builds after manual_seed(seed)), and the batch order of every epoch (the Trainer
+/// shuffles with a DataLoader seeded by FitOptions::seed, drawn here the same way).
+void export_draws(const std::string& dir, std::uint64_t seed, const sft::data::Split<float>& split, std::size_t epochs) {
+    std::map<std::string, sft::Tensor<float>> floats{{"train_x", split.train.x()}, {"val_x", split.val.x()}};
+    sft::manual_seed(seed);
+    sft::nn::Sequential<float> model = make_model(target_classes.size());
+    for (const auto& [name, tensor] : model.state_dict()) floats.emplace("init." + name, tensor);
+    sft::data::DataLoader<float> loader(split.train, sft::data::DataLoaderOptions().batch_size(32).shuffle(true).seed(seed));
+    sft::Tensor<std::int64_t> order({epochs, split.train.size()});
+    for (std::size_t e = 0; e < epochs; ++e) {
+        loader.start_epoch();
+        for (std::size_t i = 0; i < split.train.size(); ++i) order(e, i) = static_cast<std::int64_t>(loader.order()[i]);
+    }
+    const std::map<std::string, sft::Tensor<std::int64_t>> ints{{"train_y", split.train.y()}, {"val_y", split.val.y()}, {"order", order}};
+    const std::string stem = fmt::format("{}/draws_seed{}", dir, seed);
+    sft::io::save_safetensors(floats, stem + "_f32.safetensors", {{"seed", std::to_string(seed)}});
+    sft::io::save_safetensors(ints, stem + "_i64.safetensors", {{"seed", std::to_string(seed)}});
 }
 
 enum class Way { scratch, head_only, full };
@@ -293,6 +319,7 @@ int finetune(const Args& args) {
         const sft::data::Split<float> split = sft::data::train_val_split(few, 0.2, seed, /*stratified=*/true);
         n_train = split.train.size();
         n_val = split.val.size();
+        if (!args.export_draws.empty()) export_draws(args.export_draws, seed, split, args.max_epochs);
         for (Way way : ways) {
             sft::nn::Sequential<float> model;
             const RunResult r = run(way, seed, args, pretrained, split, target_test, model);

@@ -22,6 +22,10 @@ Protocol:
   and the source accuracy (6,000 source test images, old head) of the backbone before and after
   full fine-tuning.
 
+`--replay DIR --pretrained pretrained.safetensors` replays sft's runs in PyTorch: the images, initial
+weights and batch orders of each seed come from the files `finetune_fashion_mnist --export-draws DIR`
+wrote, so that the two libraries run the same computation and their lines can be compared one by one.
+
 `--check finetuned.safetensors` only loads the file that sft's example saved into this PyTorch model
 and prints its target test accuracy, which should be the one sft printed for it (the round trip).
 
@@ -111,7 +115,8 @@ def load_safetensors(path):
     except ImportError:
         pass
     # The format: u64 little-endian header length, JSON header, raw little-endian data.
-    dtypes = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16}
+    dtypes = {"F32": torch.float32, "F64": torch.float64, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64}
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -124,7 +129,8 @@ def load_safetensors(path):
         dt = dtypes[info["dtype"]]
         t = torch.frombuffer(raw, dtype=torch.int16).view(dt) if dt in (torch.float16, torch.bfloat16) \
             else torch.frombuffer(raw, dtype=dt)
-        out[name] = t.reshape(info["shape"]).to(torch.float32).clone()
+        t = t.reshape(info["shape"])
+        out[name] = (t if dt == torch.int64 else t.to(torch.float32)).clone()
     return out
 
 
@@ -150,14 +156,15 @@ def warmup_cosine(warmup, total):
     return f
 
 
-def fit(model, opt, sched, x, y, xv, yv, max_epochs, batch, patience, gen):
+def fit(model, opt, sched, x, y, xv, yv, max_epochs, batch, patience, gen, orders=None):
     """Mini-batch training with early stopping on the validation loss (restores the best
-    weights). Returns (epochs run, best epoch)."""
+    weights). The batch order of epoch e is orders[e - 1] when given (a replay), a permutation drawn
+    from `gen` otherwise. Returns (epochs run, best epoch)."""
     best, best_state, best_epoch, wait = math.inf, None, 0, 0
     epoch = 0
     for epoch in range(1, max_epochs + 1):
         model.train()
-        order = torch.randperm(len(y), generator=gen)
+        order = orders[epoch - 1] if orders is not None else torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), batch):
             idx = order[i:i + batch]
             opt.zero_grad()
@@ -195,6 +202,9 @@ def main():
     ap.add_argument("--patience", type=int, default=10)
     ap.add_argument("--pretrained", default=None, help="start from this safetensors file instead of pretraining")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--replay", metavar="DIR", default=None,
+                    help="replay sft's runs: take each seed's images, initial weights and batch order from the files "
+                         "that `finetune_fashion_mnist --export-draws DIR` wrote (needs --pretrained, sft's file)")
     ap.add_argument("--check", metavar="FILE", default=None,
                     help="only load sft's fine-tuned FILE (4 classes) into the PyTorch model and print its target test accuracy")
     args = ap.parse_args()
@@ -210,6 +220,8 @@ def main():
     if args.k < 3:
         ap.error("--k must be at least 3 (20% of k, rounded, is held out for validation per class)")
     seeds = [int(s) for s in args.seeds.split(",")]
+    if args.replay and not args.pretrained:
+        ap.error("--replay needs --pretrained, the pretrained file the sft runs started from")
     torch.set_num_threads(args.threads)
     t_start = time.time()
 
@@ -251,14 +263,24 @@ def main():
     source_after = []
     for seed in seeds:
         gen = torch.Generator().manual_seed(seed)
-        tr, va = k_per_class_split(yt, args.k, 0.2, gen)
-        x, y, xv, yv = xt[tr], yt[tr], xt[va], yt[va]
+        draws = None
+        if args.replay:
+            stem = os.path.join(args.replay, f"draws_seed{seed}")
+            draws = {**load_safetensors(stem + "_f32.safetensors"), **load_safetensors(stem + "_i64.safetensors")}
+            x, y, xv, yv = draws["train_x"], draws["train_y"], draws["val_x"], draws["val_y"]
+            if len(draws["order"]) < args.max_epochs:
+                sys.exit(f"{stem}: batch orders for {len(draws['order'])} epochs, --max-epochs is {args.max_epochs}")
+        else:
+            tr, va = k_per_class_split(yt, args.k, 0.2, gen)
+            x, y, xv, yv = xt[tr], yt[tr], xt[va], yt[va]
         steps_per_epoch = math.ceil(len(y) / 32)
         total_steps = args.max_epochs * steps_per_epoch
         warmup = total_steps // 20
         for way in results:
             torch.manual_seed(seed)
             model = make_model(len(TARGET_CLASSES))
+            if draws is not None:  # sft's initial weights for this seed
+                model.load_state_dict({k[len("init."):]: v for k, v in draws.items() if k.startswith("init.")})
             if way == "scratch":
                 groups = [{"params": list(model.parameters())}]
             else:
@@ -274,7 +296,7 @@ def main():
             sched = torch.optim.lr_scheduler.LambdaLR(opt, warmup_cosine(warmup, total_steps))
             t0 = time.time()
             epochs, best_epoch = fit(model, opt, sched, x, y, xv, yv, args.max_epochs, 32, args.patience,
-                                     torch.Generator().manual_seed(seed))
+                                     torch.Generator().manual_seed(seed), draws["order"] if draws is not None else None)
             _, acc = evaluate(model, xt_test, yt_test)
             results[way].append(acc)
             line = (f"seed {seed} {way:9s}: {epochs:3d} epochs (best {best_epoch:3d}), "
