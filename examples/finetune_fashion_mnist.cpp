@@ -25,6 +25,7 @@
 //
 // Usage: finetune_fashion_mnist [--pretrained pretrained.safetensors] [--out finetuned.safetensors]
 //        [--data DIR] [--k 20] [--seeds 0,1,2] [--max-epochs 100] [--patience 10] [--threads N]
+//        [--export-draws DIR]
 #include <sft/sft.hpp>  // the whole API: layers, losses, optimizers, schedulers, data, Trainer, I/O
 #include <sft/parallel.hpp>  // sft::set_num_threads
 
