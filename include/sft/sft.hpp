@@ -4,6 +4,7 @@
 
 #include <sft/config.hpp>
 #include <sft/error.hpp>
+#include <sft/parallel.hpp>
 #include <sft/tensor.hpp>
 
 #include <sft/nn/activation.hpp>
