@@ -37,7 +37,7 @@ trap 'rm -rf "$out"' EXIT
 
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== machine limits and GEMM (1 thread, CPU time) =="
-"$build/benchmarks/gemm_bench" --benchmark_filter='^(fma_peak|triad)$|gemm/fc1/(fwd|dx|dw)/(sft|eigen|openblas)/1$' \
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$build/benchmarks/gemm_bench" --benchmark_filter='^(fma_peak|triad)$|gemm/fc1/(fwd|dx|dw)/(sft|eigen|openblas)/1$' \
   --benchmark_min_time=0.5 --benchmark_format=json 2>/dev/null > "$out/gemm_default.json"
 env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX "$build/benchmarks/gemm_bench" --benchmark_filter='gemm/fc1/(fwd|dx|dw)/openblas/1$' \
   --benchmark_min_time=0.5 --benchmark_format=json 2>/dev/null > "$out/gemm_skx.json"
@@ -55,11 +55,11 @@ peer_run() {  # peer_run <threads> <batch> <coretype or "">
 for b in $batches; do
   for t in 1 2; do
     for r in $(seq "$runs"); do
-      "$sft_bin" --threads "$t" --batch "$b" --seed "$r" | grep '^RESULT' >> "$out/runs.txt"
+      "$sft_bin" --threads "$t" --batch "$b" --seed "$r" | grep '^RESULT' | tee -a "$out/runs.txt" | sed 's/^RESULT/run:/'
       if [ -n "$torch_bin" ]; then
         for ct in $peer_coretypes; do
           [ "$ct" = default ] && ct=""
-          peer_run "$t" "$b" "$ct" >> "$out/runs.txt"
+          peer_run "$t" "$b" "$ct" | tee -a "$out/runs.txt" | sed 's/^RESULT/run:/'
         done
       fi
     done
@@ -91,7 +91,8 @@ for line in open(f"{out}/runs.txt"):
     rows.setdefault((kv["impl"], int(kv["batch"]), int(kv["threads"])), []).append(kv)
 med = lambda rs, k: statistics.median(float(r[k]) for r in rs)
 print(f"\n== reference workload: one epoch, medians of {runs} runs (wall s; CPU s = user+sys of all threads) ==")
-print(f"{'impl':<20}{'batch':>6}{'thr':>4}{'epoch s':>9}{'cpu s':>8}{'test acc':>9}{'RSS MB':>8}{'GFLOP/s':>9}{'peak share':>11}{'sft/this':>9}{'cpu ratio':>10}")
+print("peak share: GEMM GFLOP/s of the epoch (wall) over threads x the 1-core FMA peak; cpu share: the same per CPU second")
+print(f"{'impl':<20}{'batch':>6}{'thr':>4}{'epoch s':>9}{'cpu s':>8}{'test acc':>9}{'RSS MB':>8}{'GFLOP/s':>9}{'peak share':>11}{'cpu share':>10}{'sft/this':>9}{'cpu ratio':>10}")
 result = {}
 for (impl, b, t), rs in sorted(rows.items(), key=lambda x: (x[0][1], x[0][2], x[0][0] != "sft", x[0][0])):
     wall, cpu = med(rs, "epoch_s"), med(rs, "cpu_s")
@@ -100,17 +101,24 @@ for (impl, b, t), rs in sorted(rows.items(), key=lambda x: (x[0][1], x[0][2], x[
     ratio = med(sft, "epoch_s") / wall if sft else float("nan")
     cratio = med(sft, "cpu_s") / cpu if sft else float("nan")
     share = gflop / wall / (peak * t)
-    print(f"{impl:<20}{b:>6}{t:>4}{wall:>9.3f}{cpu:>8.3f}{med(rs, 'test_acc'):>9.4f}{med(rs, 'peak_rss_mb'):>8.0f}{gflop / wall:>9.1f}{share:>11.2f}{ratio:>9.2f}{cratio:>10.2f}")
+    cshare = gflop / cpu / peak
+    print(f"{impl:<20}{b:>6}{t:>4}{wall:>9.3f}{cpu:>8.3f}{med(rs, 'test_acc'):>9.4f}{med(rs, 'peak_rss_mb'):>8.0f}{gflop / wall:>9.1f}{share:>11.2f}{cshare:>10.2f}{ratio:>9.2f}{cratio:>10.2f}")
     if impl.startswith("libtorch"):  # against the faster libtorch configuration: the larger sft/peer ratio
         result[(b, t)] = max(result.get((b, t), 0.0), ratio)
+    if impl.startswith("libtorch"):
+        result[("cpu", b, t)] = max(result.get(("cpu", b, t), 0.0), cratio)
     if impl == "sft":
         result[("share", b, t)] = share
+        result[("cshare", b, t)] = cshare
 fields = []
-for b in sorted({k[0] for k in result if len(k) == 2}):
+for b in sorted({k[0] for k in result if len(k) == 2}, key=lambda b: b != 128):
     suffix = "" if b == 128 else f"_b{b}"
     for t in (1, 2):
         if (b, t) in result: fields.append(f"t{t}_ratio_vs_libtorch{suffix}={result[(b, t)]:.2f}")
     fields.append(f"t1_peak_share{suffix}={result.get(('share', b, 1), float('nan')):.2f}")
+    fields.append(f"t1_cpu_peak_share{suffix}={result.get(('cshare', b, 1), float('nan')):.2f}")
+    for t in (1, 2):
+        if ("cpu", b, t) in result: fields.append(f"t{t}_cpu_ratio_vs_libtorch{suffix}={result[('cpu', b, t)]:.2f}")
     if ("share", b, 2) in result and ("share", b, 1) in result:
         s1 = rows[("sft", b, 1)]; s2 = rows[("sft", b, 2)]
         fields.append(f"t2_speedup{suffix}={med(s1, 'epoch_s') / med(s2, 'epoch_s'):.2f}")

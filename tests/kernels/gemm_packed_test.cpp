@@ -104,8 +104,9 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed gives bit-identical results at 1, 2, 3 
                    float, double) {
     using T = TestType;
     ThreadCountGuard guard;
-    // Large enough to be split between threads (> 2 MFLOP), along m or along n, with edge tiles.
-    const Case cases[] = {{128, 512, 100}, {301, 67, 270}, {96, 203, 520}};
+    // Large enough to be split between threads (> 2 MFLOP): along n with op(A) packed once and
+    // shared (several k blocks; more rows than one A block, mc_max 240), or along m; edge tiles.
+    const Case cases[] = {{128, 512, 100}, {301, 67, 270}, {96, 203, 520}, {250, 700, 40}};
     for (const auto& cs : cases)
         for (int trans = 0; trans < 4; ++trans) {
             std::vector<T> first;

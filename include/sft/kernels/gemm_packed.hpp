@@ -107,7 +107,7 @@ private:
 
 template <class T>
 struct ThreadBuffers {
-    PackBuffer<T> a, b;
+    PackBuffer<T> a, b, shared_a;
     static ThreadBuffers& local() {
         static thread_local ThreadBuffers buffers;
         return buffers;
@@ -325,10 +325,12 @@ struct KBlocks {
 };
 
 /// C[i_begin:i_end, j_begin:j_end] on the calling thread (the bounds are multiples of MR and NR
-/// but for the last block).
+/// but for the last block). `shared_a`, when not null, holds all of op(A) already packed by
+/// pack_a_all (then i_begin must be 0): the tasks of a split along n share it.
 template <class T>
 void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_end, std::size_t j_begin, std::size_t j_end, std::size_t k,
-                T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
+                T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
+                const T* shared_a = nullptr) noexcept {
     using Bl = Blocking<T>;
     constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
     const KBlocks<T> kb(k);
@@ -336,7 +338,8 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
     const std::size_t nc_cap = std::min(Bl::nc_max, (j_end - j_begin + nr - 1) / nr * nr);
     const std::size_t mc_cap = std::min(Bl::mc_max, (i_end - i_begin + mr - 1) / mr * mr);
     T* bpack = buffers.b.get(kb.size * nc_cap);
-    T* apack = buffers.a.get(kb.size * mc_cap);
+    T* apack = shared_a ? nullptr : buffers.a.get(kb.size * mc_cap);
+    const std::size_t m_pad = (i_end + mr - 1) / mr * mr;  // rows of shared_a per k block
     for (std::size_t jc = j_begin; jc < j_end; jc += Bl::nc_max) {
         const std::size_t nc = std::min(Bl::nc_max, j_end - jc);
         for (std::size_t blk = 0; blk < kb.count; ++blk) {
@@ -345,10 +348,11 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
             pack_b(trans_b, b, ldb, pc, kc, jc, nc, bpack);
             for (std::size_t ic = i_begin; ic < i_end; ic += Bl::mc_max) {
                 const std::size_t mc = std::min(Bl::mc_max, i_end - ic);
-                pack_a(trans_a, a, lda, ic, mc, pc, kc, apack);
+                const T* ablock = shared_a ? shared_a + blk * kb.size * m_pad + ic * kc : apack;
+                if (!shared_a) pack_a(trans_a, a, lda, ic, mc, pc, kc, apack);
                 for (std::size_t jr = 0; jr < nc; jr += nr)
                     for (std::size_t ir = 0; ir < mc; ir += mr)
-                        micro_kernel<T>(kc, apack + ir * kc, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
+                        micro_kernel<T>(kc, ablock + ir * kc, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
                                         std::min(nr, nc - jr), up);
             }
         }
@@ -382,21 +386,33 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
         return;
     }
-    // Split the dimension whose split duplicates the packing of the smaller operand: cutting
-    // along n makes every task pack all of op(A) (m x k), cutting along m all of op(B) (k x n).
-    std::size_t tm = 1, tn = 1;
-    if (m * k <= k * n) tn = std::min(tasks, n_panels);
-    else tm = std::min(tasks, m_panels);
-    if (tm * tn < tasks) {  // too few panels on that side: use the other as well
-        if (tn > 1) tm = std::min(tasks / tn, m_panels);
-        else tn = std::min(tasks / tm, n_panels);
+    if (m * k <= k * n && n_panels >= 2) {
+        // Split along n, op(A) (the smaller operand) packed once for all tasks: first all of it,
+        // in parallel, then the tasks, a few per thread so that a thread slowed down by other
+        // processes is made up for by the others (the pool hands tasks out dynamically).
+        const gemm_detail::KBlocks<T> kb(k);
+        const std::size_t m_pad = m_panels * mr;
+        T* shared_a = gemm_detail::ThreadBuffers<T>::local().shared_a.get(kb.count * kb.size * m_pad);
+        const std::size_t a_chunk = 4;  // panels per packing task
+        const std::size_t a_chunks = (m_panels + a_chunk - 1) / a_chunk;
+        pool.run(kb.count * a_chunks, [&](std::size_t t) {
+            const std::size_t blk = t / a_chunks, i0 = (t % a_chunks) * a_chunk * mr, rows = std::min(a_chunk * mr, m - i0);
+            const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
+            gemm_detail::pack_a(trans_a, a, lda, i0, rows, pc, kc, shared_a + blk * kb.size * m_pad + i0 * kc);
+        });
+        const std::size_t pn = std::max<std::size_t>(1, n_panels / (3 * tasks));  // panels per task
+        pool.run((n_panels + pn - 1) / pn, [&](std::size_t t) {
+            const std::size_t j0 = t * pn * nr, j1 = std::min(n, (t + 1) * pn * nr);
+            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, shared_a);
+        });
+        return;
     }
-    const std::size_t pm = (m_panels + tm - 1) / tm, pn = (n_panels + tn - 1) / tn;  // panels per task
-    pool.run(tm * tn, [&](std::size_t t) {
-        const std::size_t ti = t / tn, tj = t % tn;
-        const std::size_t i0 = std::min(m, ti * pm * mr), i1 = std::min(m, (ti + 1) * pm * mr);
-        const std::size_t j0 = std::min(n, tj * pn * nr), j1 = std::min(n, (tj + 1) * pn * nr);
-        if (i0 < i1 && j0 < j1) gemm_detail::gemm_block(trans_a, trans_b, i0, i1, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    // Split along m: every task packs op(B) (the smaller operand here) for its own rows.
+    const std::size_t tm = std::min(tasks, m_panels);
+    const std::size_t pm = (m_panels + tm - 1) / tm;  // panels per task
+    pool.run(tm, [&](std::size_t t) {
+        const std::size_t i0 = std::min(m, t * pm * mr), i1 = std::min(m, (t + 1) * pm * mr);
+        if (i0 < i1) gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
     });
 }
 
