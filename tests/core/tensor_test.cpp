@@ -35,7 +35,7 @@ TEST_CASE("Tensor: construction, indexing, alignment", "[tensor]") {
     CHECK(undefined.numel() == 0);
 }
 
-TEST_CASE("Tensor: reshape and narrow share storage; clone copies", "[tensor]") {
+TEST_CASE("Tensor: reshape and narrow share storage, clone copies", "[tensor]") {
     Tensor<float> t({2, 6}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11});
     Tensor<float> r = t.reshape({3, 4});
     CHECK(r.data() == t.data());
@@ -54,7 +54,7 @@ TEST_CASE("Tensor: reshape and narrow share storage; clone copies", "[tensor]") 
     CHECK(d(1, 5) == 11.0);
 }
 
-TEST_CASE("Rng: same seed, same sequence; moments look right", "[tensor][rng]") {
+TEST_CASE("Rng: same seed, same sequence, moments look right", "[tensor][rng]") {
     sft::Rng a(123), b(123), c(124);
     for (int i = 0; i < 100; ++i) {
         const double x = a.normal();

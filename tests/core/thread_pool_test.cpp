@@ -152,7 +152,7 @@ TEST_CASE("thread pool: parallel_reduce is bit-identical for every thread count 
     }
 }
 
-TEST_CASE("thread pool: parallel_for covers [0, n) exactly once with ranges of at least the grain", "[core][thread_pool]") {
+TEST_CASE("thread pool: parallel_for covers 0..n-1 exactly once with ranges of at least the grain", "[core][thread_pool]") {
     ThreadCountGuard guard;
     for (std::size_t threads : {1, 2, 4}) {
         sft::set_num_threads(threads);

@@ -189,7 +189,7 @@ TEST_CASE("CrossEntropy: the mean is over the rows not ignored, weighted by the 
     CHECK(mean.losses()[1] == 0.0);
 }
 
-TEST_CASE("CrossEntropy: need_grad false computes the same loss; outputs are not overwritten while held", "[loss][cross_entropy]") {
+TEST_CASE("CrossEntropy: need_grad false computes the same loss, outputs are not overwritten while held", "[loss][cross_entropy]") {
     const Tensor<float> x = sft::testing::random_tensor({5, 9}, 21).to<float>();
     const auto y = labels({5}, {0, 8, 3, -100, 4});
     CrossEntropy<float> a, b;

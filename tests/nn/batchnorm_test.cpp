@@ -102,7 +102,7 @@ TEST_CASE("BatchNorm: errors name the layer and the shapes", "[nn][batchnorm]") 
     CHECK_THROWS_WITH(fresh.backward(Tensor<float>({2, 2, 3, 1})), Catch::Contains("grad_output [2, 2, 3, 1], expected [2, 2, 3, 3]"));
 }
 
-TEST_CASE("BatchNorm: training normalises each channel; running statistics as PyTorch", "[nn][batchnorm]") {
+TEST_CASE("BatchNorm: training normalises each channel, running statistics as PyTorch", "[nn][batchnorm]") {
     BatchNorm1d<double> bn(2);
     // Channel 0: 1, 2, 3, 6 (mean 3, biased var 3.5, unbiased 14/3); channel 1 constant 5.
     Tensor<double> x({4, 2}, {1, 5, 2, 5, 3, 5, 6, 5});

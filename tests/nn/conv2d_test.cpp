@@ -118,7 +118,7 @@ TEST_CASE("Conv2d: finite-difference gradients in double", "[nn][conv2d][gradche
     }
 }
 
-TEST_CASE("Conv2d: gradients accumulate; frozen weight and need_input_grad false", "[nn][conv2d]") {
+TEST_CASE("Conv2d: gradients accumulate, frozen weight and need_input_grad false", "[nn][conv2d]") {
     sft::Rng rng(3);
     Conv2d<double> conv(Conv2dOptions(2, 3, 3).padding(1), rng);
     const Tensor<double> x = sft::testing::random_tensor({2, 2, 4, 4}, 8);

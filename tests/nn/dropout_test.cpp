@@ -21,7 +21,7 @@ TEST_CASE("Dropout: p is checked, named in the error", "[nn][dropout]") {
     CHECK(Dropout<float>(1.0).p() == 1.0);
 }
 
-TEST_CASE("Dropout: training keeps 1 - p of the elements, scaled by 1 / (1 - p); backward uses the same mask", "[nn][dropout]") {
+TEST_CASE("Dropout: training keeps 1 - p of the elements, scaled by 1 / (1 - p), backward uses the same mask", "[nn][dropout]") {
     const double p = 0.3;
     Dropout<float> drop(p, 42);
     const std::size_t n = 100000;
@@ -54,7 +54,7 @@ TEST_CASE("Dropout: training keeps 1 - p of the elements, scaled by 1 / (1 - p);
     CHECK(differ > n / 10);
 }
 
-TEST_CASE("Dropout: eval mode and p == 0 are the identity (no copy); p == 1 zeroes", "[nn][dropout]") {
+TEST_CASE("Dropout: eval mode and p == 0 are the identity (no copy), p == 1 zeroes", "[nn][dropout]") {
     Tensor<double> x({3, 4}, 2.0);
     Dropout<double> drop(0.5, 3);
     drop.eval();

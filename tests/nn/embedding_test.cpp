@@ -64,7 +64,7 @@ TEST_CASE("Embedding: token ids [batch, time] -> [batch, time, dim], int64 or T 
     CHECK(model.parameters()[0]->grad()(3, 0) != 0.0f);
 }
 
-TEST_CASE("Embedding: init N(0, 1) as PyTorch; padding_idx row zero and without gradient", "[nn][embedding]") {
+TEST_CASE("Embedding: init N(0, 1) as PyTorch, padding_idx row zero and without gradient", "[nn][embedding]") {
     sft::Rng rng(2);
     Embedding<double> emb(EmbeddingOptions(400, 50).padding_idx(-1), rng);
     REQUIRE(emb.padding_idx().has_value());

@@ -89,7 +89,7 @@ TEST_CASE("Linear: finite-difference gradient checks in double", "[nn][linear][g
     }
 }
 
-TEST_CASE("Linear: y = x W^T + b on a hand-computed example; gradients accumulate", "[nn][linear]") {
+TEST_CASE("Linear: y = x W^T + b on a hand-computed example, gradients accumulate", "[nn][linear]") {
     Linear<float> fc(2, 3);
     fc.load_state_dict({{"weight", Tensor<float>({3, 2}, {1, 2, 3, 4, 5, 6})}, {"bias", Tensor<float>({3}, {0.5f, -1, 2})}});
     const Tensor<float> x({2, 2}, {1, -1, 2, 0.5f});

@@ -55,7 +55,7 @@ TEST_CASE("Sequential: nested children give dotted names as PyTorch", "[nn][sequ
     CHECK_THROWS_WITH(model.at("nope"), Catch::Contains("'nope'"));
 }
 
-TEST_CASE("Sequential: forward chains children; errors name the layer", "[nn][sequential]") {
+TEST_CASE("Sequential: forward chains children, errors name the layer", "[nn][sequential]") {
     auto model = backbone_model();
     Tensor<float> x({2, 4}, 1.0f);
     Tensor<float> y = model.forward(x);
@@ -66,7 +66,7 @@ TEST_CASE("Sequential: forward chains children; errors name the layer", "[nn][se
     CHECK_THROWS_WITH(fresh.backward(Tensor<float>({2, 3})), Catch::Contains("before forward"));
 }
 
-TEST_CASE("load_state_dict: strict errors name key and shapes; nothing changes on failure", "[nn][state_dict]") {
+TEST_CASE("load_state_dict: strict errors name key and shapes, nothing changes on failure", "[nn][state_dict]") {
     auto model = backbone_model();
     auto other = backbone_model();
     std::map<std::string, Tensor<float>> sd;
@@ -96,7 +96,7 @@ TEST_CASE("load_state_dict: strict errors name key and shapes; nothing changes o
         CHECK(std::equal(v.begin(), v.end(), sd.at(k).begin()));
 }
 
-TEST_CASE("freeze/unfreeze by prefix; unknown prefix throws", "[nn][freeze]") {
+TEST_CASE("freeze/unfreeze by prefix, unknown prefix throws", "[nn][freeze]") {
     auto model = backbone_model();
     model.freeze("backbone");
     for (auto* p : model.parameters()) CHECK(p->requires_grad() == (p->name().rfind("head", 0) == 0));
@@ -108,7 +108,7 @@ TEST_CASE("freeze/unfreeze by prefix; unknown prefix throws", "[nn][freeze]") {
     CHECK_FALSE(model.has_trainable());
 }
 
-TEST_CASE("backward: frozen parameters get no gradient; it stops below the lowest trainable layer", "[nn][freeze]") {
+TEST_CASE("backward: frozen parameters get no gradient, it stops below the lowest trainable layer", "[nn][freeze]") {
     Sequential<double> model;
     model.add("fc1", CountingLinear<double>(6, 8));
     model.add("act1", ReLU<double>());

@@ -21,7 +21,7 @@ std::vector<std::string> names(const ParamGroup<float>& g) {
 }
 }  // namespace
 
-TEST_CASE("decay_param_groups: weights decay; biases and rank-1 (norm) parameters do not", "[optim][param_groups]") {
+TEST_CASE("decay_param_groups: weights decay, biases and rank-1 (norm) parameters do not", "[optim][param_groups]") {
     sft::nn::Sequential<float> model;
     model.add("fc1", sft::nn::Linear<float>(4, 3));
     model.add("fc2", sft::nn::Linear<float>(3, 2));

@@ -77,7 +77,7 @@ TEST_CASE("EarlyStopping without restore_best leaves the last weights", "[train]
     CHECK(sft_test::max_abs_diff(s.at_epoch.at(5), sft_test::weights(s.model)) == 0.0);
 }
 
-TEST_CASE("EarlyStopping infers max for names containing 'acc'; a tie is no improvement", "[train][early_stopping]") {
+TEST_CASE("EarlyStopping infers max for names containing 'acc', a tie is no improvement", "[train][early_stopping]") {
     Scripted s({0.5, 0.6, 0.6, 0.55, 0.7});
     EarlyStopping es(EarlyStoppingOptions("val_score_acc").patience(2));
     CHECK(es.mode() == Mode::max);
@@ -136,7 +136,7 @@ TEST_CASE("EarlyStopping ignores the epochs up to start_from_epoch", "[train][ea
     }
 }
 
-TEST_CASE("EarlyStopping on the real val_loss; a misspelled monitor fails naming the metrics logged", "[train][early_stopping]") {
+TEST_CASE("EarlyStopping on the real val_loss, a misspelled monitor fails naming the metrics logged", "[train][early_stopping]") {
     Scripted s(std::vector<double>(10, 0.0));
     s.trainer.add_callback(EarlyStopping(EarlyStoppingOptions("val_loss").patience(1).restore_best(true)));
     auto h = s.fit(3);

@@ -39,7 +39,7 @@ TEST_CASE("History::best picks min for losses, max for accuracies, the earliest 
     CHECK(h.last("val_loss") == 0.8);
 }
 
-TEST_CASE("History: NaN values are skipped; unknown metrics and modes throw naming them", "[train][history]") {
+TEST_CASE("History: NaN values are skipped, unknown metrics and modes throw naming them", "[train][history]") {
     auto h = three_epochs();
     h.add_eval(sft::train::Record{4, 40, {{"val_loss", std::nan("")}, {"f1", 0.3}}});
     CHECK(h.best("val_loss") == 0.7);

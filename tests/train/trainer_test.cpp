@@ -273,7 +273,7 @@ TEST_CASE("Trainer writes a JSON Lines log that parses, one object per step and 
     CHECK(ends[0].at("steps").get<std::size_t>() == 9);
 }
 
-TEST_CASE("A non-finite loss stops training with an error naming the step; no checkpoint is overwritten", "[train][trainer][nonfinite]") {
+TEST_CASE("A non-finite loss stops training with an error naming the step, no checkpoint is overwritten", "[train][trainer][nonfinite]") {
     const std::string log_path = temp_path("nan.jsonl"), last = temp_path("nan_last.safetensors");
     std::remove(last.c_str());
     auto data = blobs<float>(32, 4, 2, 1);
@@ -384,7 +384,7 @@ TEST_CASE("evaluate and predict match one full forward", "[train][trainer]") {
     for (std::size_t i = 0; i < pred.numel(); ++i) CHECK(pred[i] == Approx(full[i]).epsilon(1e-12));
 }
 
-TEST_CASE("max_steps overrides epochs; eval_steps evaluates every N steps", "[train][trainer]") {
+TEST_CASE("max_steps overrides epochs, eval_steps evaluates every N steps", "[train][trainer]") {
     auto data = blobs<float>(50, 4, 2, 1);  // batches of 8: 7 steps per epoch
     auto val = blobs<float>(10, 4, 2, 2);
     auto model = mlp<float>(4, 6, 2, 1);
