@@ -71,10 +71,12 @@ TEST_CASE("thread pool: a run inside a task runs inline, without deadlock", "[co
     ThreadCountGuard guard;
     sft::set_num_threads(3);
     std::vector<std::atomic<int>> hits(8 * 8);
+    std::atomic<int> outside_task{0};  // Catch2 assertions are not thread-safe: count, check after
     sft::detail::ThreadPool::instance().run(8, [&](std::size_t outer) {
-        CHECK(sft::detail::ThreadPool::in_task());
+        if (!sft::detail::ThreadPool::in_task()) outside_task.fetch_add(1);
         sft::detail::ThreadPool::instance().run(8, [&](std::size_t inner) { hits[outer * 8 + inner].fetch_add(1); });
     });
+    CHECK(outside_task.load() == 0);
     for (auto& h : hits) REQUIRE(h.load() == 1);
     CHECK_FALSE(sft::detail::ThreadPool::in_task());
 }

@@ -100,12 +100,17 @@ public:
         work_on(job);
         // Every task is done once `done` reaches `tasks`; then close the job so that no late worker
         // joins it, and wait for the workers still inside it to leave (they find no task left).
-        while (job.done.load(std::memory_order_acquire) != tasks) cpu_relax();
+        // Spin briefly, then yield: on a machine with more runnable threads than cores the task
+        // being waited for may belong to a thread that needs this core to finish it.
+        for (unsigned i = 0; job.done.load(std::memory_order_acquire) != tasks; ++i) {
+            if (i < 4096) cpu_relax();
+            else std::this_thread::yield();
+        }
         {
             std::lock_guard<std::mutex> lock(mutex_);
             job_ = nullptr;
         }
-        while (job.inside.load(std::memory_order_acquire) != 0) cpu_relax();
+        while (job.inside.load(std::memory_order_acquire) != 0) std::this_thread::yield();
     }
 
     /// True on a thread that is running a task of this process' pool.
@@ -164,7 +169,8 @@ private:
             // Spin a little for the next job, then sleep until one is posted.
             const auto spin_until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_.load(std::memory_order_relaxed));
             for (unsigned i = 1; generation_.load(std::memory_order_acquire) == seen; ++i) {
-                cpu_relax();
+                if (i < 1024) cpu_relax();
+                else std::this_thread::yield();  // let a descheduled thread of this process have the core
                 if ((i & 63) == 0 && std::chrono::steady_clock::now() >= spin_until) break;
             }
             Job* job = nullptr;
