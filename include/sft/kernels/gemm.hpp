@@ -84,4 +84,22 @@ void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t 
     gemm_packed<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
 
+/// The activation fused into gemm_bias_act's epilogue.
+enum class GemmActivation { none, relu };
+
+/// C[m, n] = act(op(A) op(B) + bias[j]) on row-major matrices (op, shapes and leading dimensions as
+/// in gemm; bias has n values, or is nullptr for none; relu is max(0, x), NaN kept, as torch.relu).
+/// The bias and the activation are applied to each micro-tile of C in registers, after its last
+/// k block, before its one store: a linear layer's forward (x W^T + b, then ReLU) writes its
+/// output once. C's previous contents are ignored (NaNs included). Threaded as gemm; the result
+/// does not depend on the number of threads.
+template <class T>
+void gemm_bias_act(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, const T* a, std::size_t lda, const T* b,
+                   std::size_t ldb, const T* bias, GemmActivation act, T* c, std::size_t ldc) noexcept {
+    gemm_detail::Epilogue<T> ep;
+    ep.bias = bias;
+    ep.relu = act == GemmActivation::relu;
+    gemm_packed<T>(trans_a, trans_b, m, n, k, T(1), a, lda, b, ldb, T(0), c, ldc, ep);
+}
+
 }  // namespace sft::kernels

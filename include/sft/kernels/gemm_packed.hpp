@@ -47,6 +47,8 @@ struct Vec {
     static type broadcast(T x) noexcept { return type(x); }
     static type fma(const type& a, const type& b, const type& c) noexcept { return xsimd::fma(a, b, c); }
     static type zero() noexcept { return type(T(0)); }
+    /// max(0, x) that keeps NaN (vmaxps returns its second operand when either is NaN).
+    static type relu(const type& x) noexcept { return xsimd::max(zero(), x); }
 };
 #else
 /// The vector type of the micro-kernel on the scalar path: one value.
@@ -60,6 +62,7 @@ struct Vec {
     static type broadcast(T x) noexcept { return x; }
     static type fma(const type& a, const type& b, const type& c) noexcept { return a * b + c; }
     static type zero() noexcept { return T(0); }
+    static type relu(const type& x) noexcept { return x < T(0) ? T(0) : x; }
 };
 #endif
 
@@ -252,13 +255,24 @@ void pack_b(bool trans, const T* b, std::size_t ldb, std::size_t p0, std::size_t
     }
 }
 
-/// How a micro-tile meets C: C = alpha acc + beta C, with beta ignored (C not read) when
-/// `overwrite` (the first k block under beta == 0).
+/// What the last k block applies to a tile before it is stored: + bias[j] (when not null), then
+/// max(0, x) when relu. gemm_bias_act's fused epilogue.
+template <class T>
+struct Epilogue {
+    const T* bias = nullptr;
+    bool relu = false;
+};
+
+/// How a micro-tile meets C: C = ep(alpha acc + beta C), with beta ignored (C not read) when
+/// `overwrite` (the first k block under beta == 0); `bias` (already offset to the tile's first
+/// column) and `relu` are set on the last k block only.
 template <class T>
 struct Update {
     T alpha;
     T beta;
     bool overwrite;
+    const T* bias = nullptr;
+    bool relu = false;
 };
 
 /// The micro-kernel: acc[MR x NR] = sum over kc of (packed A column) x (packed B row), then the
@@ -289,6 +303,15 @@ void micro_kernel(std::size_t kc, const T* __restrict a, const T* __restrict b, 
     const VT alpha = V::broadcast(up.alpha), beta = V::broadcast(up.beta);
     const bool full = h == mr && w == nr;
     alignas(64) T tile[mr * nr];
+    alignas(64) T bias_tile[nr];
+    const T* bias = up.bias;
+    if (bias && w < nr) {  // edge tile: the bias padded with zeros
+        for (std::size_t j = 0; j < nr; ++j) bias_tile[j] = j < w ? bias[j] : T(0);
+        bias = bias_tile;
+    }
+    VT bias_v[nv];
+#pragma GCC unroll 4
+    for (std::size_t v = 0; v < nv; ++v) bias_v[v] = bias ? V::load(bias + v * vw) : V::zero();
     T* dst = c;
     std::size_t ld = ldc;
     if (!full) {  // edge tile: work on a local copy of the valid corner
@@ -306,6 +329,8 @@ void micro_kernel(std::size_t kc, const T* __restrict a, const T* __restrict b, 
             T* q = dst + i * ld + v * vw;
             VT r = alpha * acc[i][v];
             if (!up.overwrite) r = r + beta * V::load(q);
+            if (bias) r = r + bias_v[v];
+            if (up.relu) r = V::relu(r);
             V::store(r, q);
         }
     if (!full)
@@ -330,7 +355,7 @@ struct KBlocks {
 template <class T>
 void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_end, std::size_t j_begin, std::size_t j_end, std::size_t k,
                 T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
-                const T* shared_a = nullptr) noexcept {
+                const T* shared_a = nullptr, const Epilogue<T>& ep = {}) noexcept {
     using Bl = Blocking<T>;
     constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
     const KBlocks<T> kb(k);
@@ -344,16 +369,19 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
         const std::size_t nc = std::min(Bl::nc_max, j_end - jc);
         for (std::size_t blk = 0; blk < kb.count; ++blk) {
             const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
-            const Update<T> up{alpha, blk == 0 ? beta : T(1), blk == 0 && beta == T(0)};
+            const bool last = blk + 1 == kb.count;
+            Update<T> up{alpha, blk == 0 ? beta : T(1), blk == 0 && beta == T(0), nullptr, last && ep.relu};
             pack_b(trans_b, b, ldb, pc, kc, jc, nc, bpack);
             for (std::size_t ic = i_begin; ic < i_end; ic += Bl::mc_max) {
                 const std::size_t mc = std::min(Bl::mc_max, i_end - ic);
                 const T* ablock = shared_a ? shared_a + blk * kb.size * m_pad + ic * kc : apack;
                 if (!shared_a) pack_a(trans_a, a, lda, ic, mc, pc, kc, apack);
-                for (std::size_t jr = 0; jr < nc; jr += nr)
+                for (std::size_t jr = 0; jr < nc; jr += nr) {
+                    up.bias = last && ep.bias ? ep.bias + jc + jr : nullptr;
                     for (std::size_t ir = 0; ir < mc; ir += mr)
                         micro_kernel<T>(kc, ablock + ir * kc, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
                                         std::min(nr, nc - jr), up);
+                }
             }
         }
     }
@@ -366,15 +394,21 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
 /// trans_a. op(B) is [k, n]: B is stored [k, n], or [n, k] when trans_b. beta == 0 ignores C's
 /// previous contents (NaNs included). Runs on sft's thread pool when the product is large
 /// enough; the result does not depend on the number of threads.
+/// `ep` is applied to every element of C after the product: C = act(alpha op(A) op(B) + beta C + bias[j]).
 template <class T>
 void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda,
-                 const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
+                 const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc, const gemm_detail::Epilogue<T>& ep = {}) noexcept {
     using Bl = gemm_detail::Blocking<T>;
     constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
     if (m == 0 || n == 0) return;
-    if (k == 0) {  // C = beta C
+    if (k == 0) {  // C = ep(beta C)
         for (std::size_t i = 0; i < m; ++i)
-            for (std::size_t j = 0; j < n; ++j) c[i * ldc + j] = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+            for (std::size_t j = 0; j < n; ++j) {
+                T x = beta == T(0) ? T(0) : beta * c[i * ldc + j];
+                if (ep.bias) x += ep.bias[j];
+                if (ep.relu && x < T(0)) x = T(0);
+                c[i * ldc + j] = x;
+            }
         return;
     }
     const std::size_t m_panels = (m + mr - 1) / mr, n_panels = (n + nr - 1) / nr;
@@ -383,7 +417,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     const double flops = 2.0 * double(m) * double(n) * double(k);
     std::size_t tasks = flops < 2e6 ? 1 : pool.num_threads();
     if (tasks <= 1 || ::sft::detail::ThreadPool::in_task()) {
-        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, static_cast<const T*>(nullptr), ep);
         return;
     }
     if (m * k <= k * n && n_panels >= 2) {
@@ -403,7 +437,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         const std::size_t pn = std::max<std::size_t>(1, n_panels / (3 * tasks));  // panels per task
         pool.run((n_panels + pn - 1) / pn, [&](std::size_t t) {
             const std::size_t j0 = t * pn * nr, j1 = std::min(n, (t + 1) * pn * nr);
-            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, shared_a);
+            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, shared_a, ep);
         });
         return;
     }
@@ -412,7 +446,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     const std::size_t pm = (m_panels + tm - 1) / tm;  // panels per task
     pool.run(tm, [&](std::size_t t) {
         const std::size_t i0 = std::min(m, t * pm * mr), i1 = std::min(m, (t + 1) * pm * mr);
-        if (i0 < i1) gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+        if (i0 < i1) gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, static_cast<const T*>(nullptr), ep);
     });
 }
 
