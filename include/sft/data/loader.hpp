@@ -2,10 +2,14 @@
 /// sft::data::DataLoader<T>: batches of a TensorDataset, shuffled with a seeded sft::Rng at the
 /// start of every epoch, as torch.utils.data.DataLoader(shuffle=True, generator=g, drop_last=...).
 ///
-/// Memory: a shuffled loader gathers each batch into two buffers it allocates once and reuses
-/// (x [batch_size, ...] and y [batch_size]), so at most one batch is ever copied; an unshuffled
-/// loader copies nothing: its batches are views (Tensor::narrow) of the dataset. Either way a
-/// batch stays valid only until the next one is requested.
+/// Memory: iterating allocates nothing in steady state. An unshuffled loader copies nothing: its
+/// batches are views (Tensor::narrow) of the dataset. A shuffled loader gathers each batch (on
+/// sft's thread pool when it is large) into two buffers, x [batch_size, ...] and y [batch_size],
+/// that it keeps and refills batch after batch, and it reshuffles its one index vector in place.
+/// It refills a buffer only when nobody else holds it (Tensor::use_count() is 1 once the batch
+/// being replaced has let go): a batch you keep (a copy of the Batch or of its tensors, or an
+/// input a layer still holds for backward) is never overwritten; the loader then gathers into a
+/// fresh buffer, which it keeps from then on.
 #pragma once
 
 #include <sft/data/dataset.hpp>
@@ -46,7 +50,9 @@ private:
     bool drop_last_ = false;
 };
 
-/// One batch: inputs x [B, ...], labels y [B], its index in the epoch. Valid until the next batch.
+/// One batch: inputs x [B, ...], labels y [B], its index in the epoch. Its tensors may share
+/// storage with the loader's buffers; a copy kept past the next batch keeps its values (see the
+/// file comment).
 template <class T>
 struct Batch {
     Tensor<T> x;
@@ -101,6 +107,8 @@ public:
 
     /// Fills `batch` with the next batch of the epoch and returns true, or returns false at the
     /// end of the epoch. Throws sft::Error (kind state) if start_epoch() was not called.
+    /// Allocates nothing when `batch` holds the previous batch and no one else does (see the
+    /// file comment); otherwise the shuffled batch goes to a fresh buffer.
     bool next(Batch<T>& batch) {
         if (!started_) throw Error(ErrorKind::state, "DataLoader::next: call start_epoch() (or iterate with begin()) first");
         if (next_batch_ >= num_batches()) return false;
@@ -114,10 +122,12 @@ public:
             batch.y = data_.y().narrow(start, n);
             return true;
         }
-        if (!buffer_x_.defined()) {
-            buffer_x_ = Tensor<T>::empty(data_.batch_shape(options_.batch_size()));
-            buffer_y_ = Tensor<std::int64_t>::empty(Shape{options_.batch_size()});
-        }
+        // Let go of the previous batch first: if it was the only other holder of the buffers,
+        // they are ours alone again and can be refilled.
+        batch.x = Tensor<T>();
+        batch.y = Tensor<std::int64_t>();
+        if (buffer_x_.use_count() != 1) buffer_x_ = Tensor<T>::empty(data_.batch_shape(options_.batch_size()));
+        if (buffer_y_.use_count() != 1) buffer_y_ = Tensor<std::int64_t>::empty(Shape{options_.batch_size()});
         gather_rows(data_, order_.data() + start, n, buffer_x_.data(), buffer_y_.data());
         batch.x = n == options_.batch_size() ? buffer_x_ : buffer_x_.narrow(0, n);
         batch.y = n == options_.batch_size() ? buffer_y_ : buffer_y_.narrow(0, n);

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <map>
@@ -118,6 +119,11 @@ public:
     void add_eval(const Record& r) { evals_.push_back(r); }
     void add_epoch(const Record& r) { epochs_.push_back(r); }
     void set_stop_reason(const std::string& reason) { stop_reason_ = reason; }
+    /// Makes room for `n` step records in all, so that add_step allocates nothing until then
+    /// (the Trainer reserves each epoch's steps at its start). Grows at least geometrically.
+    void reserve_steps(std::size_t n) {
+        if (n > steps_.capacity()) steps_.reserve(std::max(n, 2 * steps_.capacity()));
+    }
 
 private:
     Error missing(const std::string& name) const {

@@ -16,9 +16,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
+#include <initializer_list>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -45,19 +48,51 @@ public:
     void write(const std::string& event, const std::vector<std::pair<std::string, std::uint64_t>>& integers,
                const std::map<std::string, double>& numbers, const std::map<std::string, std::string>& strings = {}) {
         if (!file_) return;
-        std::string line = "{\"event\":" + sft::detail::json_quote(event);
-        for (const auto& [k, v] : integers) line += fmt::format(",{}:{}", sft::detail::json_quote(k), v);
-        for (const auto& [k, v] : numbers) line += "," + sft::detail::json_quote(k) + ":" + number(v);
-        for (const auto& [k, v] : strings) line += "," + sft::detail::json_quote(k) + ":" + sft::detail::json_quote(v);
-        line += "}\n";
-        if (std::fwrite(line.data(), 1, line.size(), file_.get()) != line.size() || std::fflush(file_.get()) != 0)
-            throw Error(ErrorKind::io, fmt::format("JsonlLog: cannot write to '{}': {}", path_, std::strerror(errno)));
+        fmt::memory_buffer line;
+        auto out = std::back_inserter(line);
+        fmt::format_to(out, "{{\"event\":{}", sft::detail::json_quote(event));
+        for (const auto& [k, v] : integers) fmt::format_to(out, ",{}:{}", sft::detail::json_quote(k), v);
+        for (const auto& [k, v] : numbers) {
+            fmt::format_to(out, ",{}:", sft::detail::json_quote(k));
+            append_number(line, v);
+        }
+        for (const auto& [k, v] : strings) fmt::format_to(out, ",{}:{}", sft::detail::json_quote(k), sft::detail::json_quote(v));
+        put_line(line);
+    }
+
+    /// The same line from keys and values listed in the order they are written, built in a
+    /// buffer on the stack: no allocation (what the Trainer writes at every step). The keys are
+    /// written as given, so they must need no JSON escaping (plain identifiers).
+    /// Throws sft::Error (kind io) when the write fails.
+    void write_values(const char* event, std::initializer_list<std::pair<const char*, std::uint64_t>> integers,
+                      std::initializer_list<std::pair<const char*, double>> numbers) {
+        if (!file_) return;
+        fmt::memory_buffer line;
+        auto out = std::back_inserter(line);
+        fmt::format_to(out, "{{\"event\":\"{}\"", event);
+        for (const auto& [k, v] : integers) fmt::format_to(out, ",\"{}\":{}", k, v);
+        for (const auto& [k, v] : numbers) {
+            fmt::format_to(out, ",\"{}\":", k);
+            append_number(line, v);
+        }
+        put_line(line);
     }
 
     /// `v` as a JSON number, shortest round-trip form; null when not finite.
     static std::string number(double v) { return std::isfinite(v) ? fmt::format("{}", v) : std::string("null"); }
 
 private:
+    static void append_number(fmt::memory_buffer& line, double v) {
+        if (std::isfinite(v)) fmt::format_to(std::back_inserter(line), "{}", v);
+        else line.append(std::string_view("null"));
+    }
+    void put_line(fmt::memory_buffer& line) {
+        line.push_back('}');
+        line.push_back('\n');
+        if (std::fwrite(line.data(), 1, line.size(), file_.get()) != line.size() || std::fflush(file_.get()) != 0)
+            throw Error(ErrorKind::io, fmt::format("JsonlLog: cannot write to '{}': {}", path_, std::strerror(errno)));
+    }
+
     struct Closer {
         void operator()(std::FILE* f) const noexcept { std::fclose(f); }
     };

@@ -45,6 +45,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstddef>
@@ -117,6 +118,23 @@ public:
 private:
     nn::Module<T>* model_;
 };
+
+/// Sets `logs` to {"grad_norm", "loss", "lr"} of a step. When it already holds exactly those
+/// keys (every step of an epoch but the first) the values are assigned in place: no allocation.
+inline void set_step_logs(std::map<std::string, double>& logs, double loss, double lr, double grad_norm) {
+    static constexpr const char* keys[] = {"grad_norm", "loss", "lr"};  // the map's order
+    bool same = logs.size() == 3;
+    std::size_t k = 0;
+    for (auto it = logs.begin(); same && it != logs.end(); ++it, ++k) same = it->first == keys[k];
+    if (!same) {
+        logs.clear();
+        for (const char* key : keys) logs.emplace(key, 0.0);
+    }
+    auto it = logs.begin();
+    (it++)->second = grad_norm;
+    (it++)->second = loss;
+    it->second = lr;
+}
 
 /// Number of rows of outputs [B, C] whose argmax (the first maximum, as torch.argmax) equals the
 /// label; nullopt when the outputs are not [B, C] with C >= 2.
@@ -260,8 +278,9 @@ private:
         else return *static_cast<LossType*>(nullptr);  // never compiled into a program: the assertion failed
     }
 
-    /// model.forward(x), checked to be [B, ...] for the batch of B.
-    Tensor<T> forward_checked(const Tensor<T>& x, const std::string& who) {
+    /// model.forward(x), checked to be [B, ...] for the batch of B. `who` names the caller in the
+    /// error (a C string: the training step builds no std::string).
+    Tensor<T> forward_checked(const Tensor<T>& x, const char* who) {
         Tensor<T> out = model_.forward(x);
         if (out.rank() == 0 || out.shape()[0] != x.shape()[0])
             throw Error(ErrorKind::shape, fmt::format("{}: {} returned {} for a batch {}; expected [{}, ...]", who, model_.label(),
@@ -281,7 +300,7 @@ private:
         for (std::size_t start = 0; start < n; start += batch_size) {
             const std::size_t b = std::min(batch_size, n - start);
             const Tensor<std::int64_t> y = data.y().narrow(start, b);
-            Tensor<T> out = forward_checked(data.x().narrow(start, b), who);
+            Tensor<T> out = forward_checked(data.x().narrow(start, b), who.c_str());
             const double l = static_cast<double>(loss_.forward(out, y, /*need_grad=*/false));
             if (!std::isfinite(l))
                 throw Error(ErrorKind::numeric, fmt::format("{}: {} is {} on samples [{}, {}) of {}", who, loss_.type_name(), l, start, start + b, n));
@@ -402,6 +421,7 @@ private:
                 epoch_samples = epoch_correct = 0;
                 bool evaluated_at_end = false;
                 fire(&Callback::on_epoch_begin);
+                history.reserve_steps(std::min(total_steps, state.global_step + steps_per_epoch));
                 loader.start_epoch();
                 for (std::size_t first = 0; first < batches && !state.should_stop && state.global_step < total_steps; first += accum) {
                     const std::size_t group = std::min(accum, batches - first);
@@ -415,7 +435,7 @@ private:
                     for (std::size_t k = 0; k < group; ++k) {
                         loader.next(batch);
                         const std::size_t n = batch.size();
-                        Tensor<T> out = forward_checked(batch.x, "Trainer::fit");
+                        const Tensor<T> out = forward_checked(batch.x, "Trainer::fit");
                         const double l = static_cast<double>(loss_.forward(out, batch.y));
                         if (!std::isfinite(l))
                             throw Error(ErrorKind::numeric,
@@ -461,10 +481,13 @@ private:
                     state.samples_seen += step_samples;
                     epoch_loss += step_loss * static_cast<double>(step_samples);
                     epoch_samples += step_samples;
+                    // Nothing below allocates in steady state: History has room for the epoch's
+                    // steps, the log line is formatted on the stack, the logs map keeps its nodes.
                     history.add_step(StepRecord{epoch, step, step_loss, lr, norm, step_samples});
-                    log.write("step", {{"epoch", epoch}, {"step", step}, {"samples", step_samples}},
-                              {{"loss", step_loss}, {"lr", lr}, {"grad_norm", norm}, {"elapsed_s", elapsed()}});
-                    state.logs = {{"loss", step_loss}, {"lr", lr}, {"grad_norm", norm}};
+                    if (log.is_open())
+                        log.write_values("step", {{"epoch", epoch}, {"step", step}, {"samples", step_samples}},
+                                         {{"elapsed_s", elapsed()}, {"grad_norm", norm}, {"loss", step_loss}, {"lr", lr}});
+                    detail::set_step_logs(state.logs, step_loss, lr, norm);
                     fire(&Callback::on_step_end);
 
                     if (options.eval_steps() && step % options.eval_steps() == 0) {
