@@ -4,7 +4,8 @@
 /// multiplication", 2008), with an xsimd FMA micro-kernel and threads from sft's pool.
 ///
 ///  - op(B) is packed, kc x nc at a time, into panels NR columns wide (the vector operand:
-///    rows of NR contiguous values, two SIMD registers); op(A), mc x kc at a time, into panels MR
+///    rows of NR contiguous values, two SIMD registers), unless it is already laid out so
+///    (B not transposed: read in place, see gemm_block); op(A), mc x kc at a time, into panels MR
 ///    rows tall (the broadcast operand). Packing reads A and B in place with their transposes and
 ///    leading dimensions, so the three products of a linear layer (x W^T, g W, g^T x) need no
 ///    transposed copy. Panels are zero-padded: edge tiles run the same micro-kernel.
@@ -275,24 +276,31 @@ struct Update {
     bool relu = false;
 };
 
-/// The micro-kernel: acc[MR x NR] = sum over kc of (packed A column) x (packed B row), then the
-/// update of the h x w corner of C at c (row stride ldc). Full and edge tiles do the same
+/// The micro-kernel: acc[MR x NR] = sum over kc steps p of (the MR values of A at a + p as, packed:
+/// as = MR) x (the NR values of B at b + p bs: a packed panel, bs = NR, or B in place, bs = ldb),
+/// then the update of the h x w corner of C at c (row stride ldc). Full and edge tiles do the same
 /// arithmetic (edges through a local tile), so every element is computed identically.
 template <class T>
-void micro_kernel(std::size_t kc, const T* __restrict a, const T* __restrict b, T* c, std::size_t ldc, std::size_t h, std::size_t w,
-                  const Update<T>& up) noexcept {
+void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T* __restrict b, std::size_t bs, T* c, std::size_t ldc,
+                  std::size_t h, std::size_t w, const Update<T>& up) noexcept {
     using V = Vec<T>;
     using VT = typename V::type;
     constexpr std::size_t mr = Blocking<T>::mr, nv = Blocking<T>::nv, nr = Blocking<T>::nr, vw = V::width;
+    // The tile of C is read (beta != 0) or written only after kc steps: fetch its lines now, so
+    // that with a short k (a weight gradient's k is the batch) its misses overlap the FMAs.
+    for (std::size_t i = 0; i < h; ++i) {
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + w - 1, 1, 3);
+    }
     VT acc[mr][nv];
 #pragma GCC unroll 16
     for (std::size_t i = 0; i < mr; ++i)
 #pragma GCC unroll 4
         for (std::size_t v = 0; v < nv; ++v) acc[i][v] = V::zero();
-    for (std::size_t p = 0; p < kc; ++p, a += mr, b += nr) {
+    for (std::size_t p = 0; p < kc; ++p, a += as, b += bs) {
         VT bv[nv];
 #pragma GCC unroll 4
-        for (std::size_t v = 0; v < nv; ++v) bv[v] = V::load_aligned(b + v * vw);
+        for (std::size_t v = 0; v < nv; ++v) bv[v] = V::load(b + v * vw);
 #pragma GCC unroll 16
         for (std::size_t i = 0; i < mr; ++i) {
             const VT av = V::broadcast(a[i]);
@@ -351,7 +359,13 @@ struct KBlocks {
 
 /// C[i_begin:i_end, j_begin:j_end] on the calling thread (the bounds are multiples of MR and NR
 /// but for the last block). `shared_a`, when not null, holds all of op(A) already packed by
-/// pack_a_all (then i_begin must be 0): the tasks of a split along n share it.
+/// the caller (then i_begin must be 0): the tasks of a split along n share it.
+/// op(B) without trans_b (x in g^T x, W in g W: NR contiguous values per k step) is not packed:
+/// the micro-kernel reads its full panels in place with B's row stride (a B panel serves all the
+/// A panels of a block from L1 either way, and a short m or k leaves little to amortize a copy
+/// on); only a panel cut by the block's edge is packed (zero-padded), so nothing past B is read.
+/// op(A) is always packed: read in place, its panels of a power-of-two row stride (a weight
+/// gradient's g^T, lda = out) fall into two L1 sets and were measured 20% slower.
 template <class T>
 void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_end, std::size_t j_begin, std::size_t j_end, std::size_t k,
                 T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
@@ -360,26 +374,32 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
     constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
     const KBlocks<T> kb(k);
     auto& buffers = ThreadBuffers<T>::local();
-    const std::size_t nc_cap = std::min(Bl::nc_max, (j_end - j_begin + nr - 1) / nr * nr);
+    const bool direct_b = !trans_b;
+    const std::size_t nc_cap = direct_b ? nr : std::min(Bl::nc_max, (j_end - j_begin + nr - 1) / nr * nr);
     const std::size_t mc_cap = std::min(Bl::mc_max, (i_end - i_begin + mr - 1) / mr * mr);
     T* bpack = buffers.b.get(kb.size * nc_cap);
     T* apack = shared_a ? nullptr : buffers.a.get(kb.size * mc_cap);
     const std::size_t m_pad = (i_end + mr - 1) / mr * mr;  // rows of shared_a per k block
     for (std::size_t jc = j_begin; jc < j_end; jc += Bl::nc_max) {
         const std::size_t nc = std::min(Bl::nc_max, j_end - jc);
+        const std::size_t nc_full = nc / nr * nr;  // columns in full panels
         for (std::size_t blk = 0; blk < kb.count; ++blk) {
             const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
             const bool last = blk + 1 == kb.count;
             Update<T> up{alpha, blk == 0 ? beta : T(1), blk == 0 && beta == T(0), nullptr, last && ep.relu};
-            pack_b(trans_b, b, ldb, pc, kc, jc, nc, bpack);
+            if (!direct_b) pack_b(trans_b, b, ldb, pc, kc, jc, nc, bpack);
+            else if (nc_full < nc) pack_b(trans_b, b, ldb, pc, kc, jc + nc_full, nc - nc_full, bpack);  // the edge panel
             for (std::size_t ic = i_begin; ic < i_end; ic += Bl::mc_max) {
                 const std::size_t mc = std::min(Bl::mc_max, i_end - ic);
                 const T* ablock = shared_a ? shared_a + blk * kb.size * m_pad + ic * kc : apack;
                 if (!shared_a) pack_a(trans_a, a, lda, ic, mc, pc, kc, apack);
                 for (std::size_t jr = 0; jr < nc; jr += nr) {
                     up.bias = last && ep.bias ? ep.bias + jc + jr : nullptr;
+                    const bool b_in_place = direct_b && jr < nc_full;
+                    const T* bp = b_in_place ? b + pc * ldb + jc + jr : bpack + (direct_b ? 0 : jr * kc);
+                    const std::size_t bs = b_in_place ? ldb : nr;
                     for (std::size_t ir = 0; ir < mc; ir += mr)
-                        micro_kernel<T>(kc, ablock + ir * kc, bpack + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
+                        micro_kernel<T>(kc, ablock + ir * kc, mr, bp, bs, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
                                         std::min(nr, nc - jr), up);
                 }
             }
