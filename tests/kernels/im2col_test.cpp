@@ -79,3 +79,45 @@ TEMPLATE_TEST_CASE("kernels: im2col and col2im equal their scalar references and
     }
     CHECK(checked == 300);
 }
+
+TEST_CASE("kernels: im2col and col2im with a leading dimension place each sample's columns side by side", "[kernels][im2col]") {
+    sft::Rng rng(91);
+    for (int trial = 0; trial < 100; ++trial) {
+        ConvGeometry g;
+        g.channels = 1 + rng.randint(3);
+        g.height = 1 + rng.randint(8);
+        g.width = 1 + rng.randint(12);
+        g.kernel_h = 1 + rng.randint(3);
+        g.kernel_w = 1 + rng.randint(3);
+        g.stride_h = 1 + rng.randint(2);
+        g.stride_w = 1 + rng.randint(2);
+        g.pad_h = rng.randint(3);
+        g.pad_w = rng.randint(3);
+        const std::size_t k = g.col_rows(), p = g.col_cols(), img = g.channels * g.height * g.width;
+        const std::size_t samples = 1 + rng.randint(3), ld = samples * p + rng.randint(3);  // extra columns stay untouched
+        INFO("trial " << trial << ": " << samples << " samples, P " << p << ", ld " << ld);
+        TestBuffer<float> images(samples * img, 1), wide(k * ld, 0), single(k * p, 0), dcol(k * ld, 0);
+        images.fill_uniform(trial, -1, 1);
+        dcol.fill_uniform(trial + 500, -1, 1);
+        const float marker = 12345.0f;
+        for (std::size_t i = 0; i < k * ld; ++i) wide[i] = marker;
+        for (std::size_t s = 0; s < samples; ++s) sft::kernels::im2col(g, images.data() + s * img, wide.data() + s * p, ld);
+        for (std::size_t s = 0; s < samples; ++s) {
+            sft::kernels::reference::im2col(g, images.data() + s * img, single.data());
+            for (std::size_t r = 0; r < k; ++r)
+                for (std::size_t c = 0; c < p; ++c) REQUIRE(wide[r * ld + s * p + c] == single[r * p + c]);
+        }
+        for (std::size_t r = 0; r < k; ++r)
+            for (std::size_t c = samples * p; c < ld; ++c) REQUIRE(wide[r * ld + c] == marker);
+        // col2im from the wide matrix: the same sums as from each sample's own contiguous block.
+        for (std::size_t s = 0; s < samples; ++s) {
+            std::vector<float> a(img, 0.0f), b(img, 0.0f);
+            sft::kernels::col2im(g, dcol.data() + s * p, a.data(), ld);
+            for (std::size_t r = 0; r < k; ++r)
+                for (std::size_t c = 0; c < p; ++c) single[r * p + c] = dcol[r * ld + s * p + c];
+            sft::kernels::reference::col2im(g, single.data(), b.data());
+            for (std::size_t i = 0; i < img; ++i) REQUIRE(a[i] == b[i]);
+        }
+        CHECK(wide.guards_intact());
+    }
+}

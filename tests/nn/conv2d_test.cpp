@@ -1,6 +1,7 @@
 #include <sft/io/safetensors.hpp>
 #include <sft/nn/conv2d.hpp>
 #include <sft/nn/sequential.hpp>
+#include <sft/parallel.hpp>
 
 #include "support/gradcheck.hpp"
 
@@ -124,9 +125,12 @@ TEST_CASE("Conv2d: gradients accumulate, frozen weight and need_input_grad false
     const Tensor<double> x = sft::testing::random_tensor({2, 2, 4, 4}, 8);
     const Tensor<double> g = sft::testing::random_tensor({2, 3, 4, 4}, 9);
     conv.forward(x);
-    Tensor<double> dx = conv.backward(g);
+    Tensor<double> dx = conv.backward(g).clone();
     const Tensor<double> once = conv.weight().grad().clone();
     const Tensor<double> bias_once = conv.bias()->grad().clone();
+    // backward() released the saved input: a second one needs a new forward().
+    CHECK_THROWS_AS(conv.backward(g), sft::Error);
+    conv.forward(x);
     Tensor<double> none = conv.backward(g, /*need_input_grad=*/false);
     CHECK_FALSE(none.defined());
     for (std::size_t i = 0; i < once.numel(); ++i) CHECK(conv.weight().grad()[i] == Approx(2 * once[i]));
@@ -134,10 +138,122 @@ TEST_CASE("Conv2d: gradients accumulate, frozen weight and need_input_grad false
     conv.weight().requires_grad_(false);
     conv.weight().grad().zero_();
     conv.bias()->grad().zero_();
+    conv.forward(x);
     Tensor<double> dx2 = conv.backward(g);
     for (double v : conv.weight().grad()) CHECK(v == 0.0);
     for (std::size_t i = 0; i < bias_once.numel(); ++i) CHECK(conv.bias()->grad()[i] == Approx(bias_once[i]));
     for (std::size_t i = 0; i < dx.numel(); ++i) CHECK(dx2[i] == dx[i]);
+}
+
+namespace {
+// Restores the thread count a test changed.
+struct ThreadCountGuard {
+    std::size_t saved = sft::get_num_threads();
+    ~ThreadCountGuard() { sft::set_num_threads(saved); }
+};
+
+struct ConvRun {
+    Tensor<float> y, dx, dw, db;
+};
+
+ConvRun run_conv(const Conv2dOptions& opt, const Tensor<float>& x, const Tensor<float>& gy) {
+    sft::Rng rng(5);
+    Conv2d<float> conv(opt, rng);
+    ConvRun r;
+    r.y = conv.forward(x).clone();
+    r.dx = conv.backward(gy).clone();
+    r.dw = conv.weight().grad().clone();
+    if (conv.bias()) r.db = conv.bias()->grad().clone();
+    return r;
+}
+}  // namespace
+
+TEST_CASE("Conv2d: a batch cut into tasks of several samples equals the samples one by one; 1 and 2 threads bit-identical",
+          "[nn][conv2d]") {
+    ThreadCountGuard guard;
+    struct Case {
+        const char* what;
+        Conv2dOptions opt;
+        Shape input;
+    };
+    // 8x8 images give 36 to 64 output positions: tasks of 8 to 15 samples, several tasks per batch.
+    const Case cases[] = {
+        {"3x3 no padding, 37 samples", Conv2dOptions(3, 5, 3), {37, 3, 8, 8}},
+        {"3x3 stride 2 padding 1, 50 samples", Conv2dOptions(2, 4, 3).stride(2).padding(1), {50, 2, 8, 8}},
+        {"1x1 no bias, 40 samples", Conv2dOptions(4, 3, 1).bias(false), {40, 4, 6, 6}},
+        {"1 -> 32 channels 3x3 (the example's conv1), 20 samples", Conv2dOptions(1, 32, 3), {20, 1, 12, 12}},
+    };
+    for (const auto& c : cases) {
+        SECTION(c.what) {
+            const Tensor<double> xd = sft::testing::random_tensor(c.input, 21);
+            const Tensor<float> x = xd.to<float>();
+            sft::Rng rng(5);
+            Conv2d<float> probe(c.opt, rng);
+            const Shape out_shape = probe.forward(x).shape();
+            const Tensor<float> gy = sft::testing::random_tensor(out_shape, 22).to<float>();
+
+            sft::set_num_threads(1);
+            const ConvRun one = run_conv(c.opt, x, gy);
+            sft::set_num_threads(2);
+            const ConvRun two = run_conv(c.opt, x, gy);
+            auto same = [](const Tensor<float>& a, const Tensor<float>& b) {
+                REQUIRE(a.shape() == b.shape());
+                return std::equal(a.begin(), a.end(), b.begin());
+            };
+            CHECK(same(one.y, two.y));
+            CHECK(same(one.dx, two.dx));
+            CHECK(same(one.dw, two.dw));
+            if (c.opt.bias()) CHECK(same(one.db, two.db));
+
+            // The same layer on each sample alone (one task of one sample, GEMM straight into the output).
+            sft::Rng rng2(5);
+            Conv2d<float> conv(c.opt, rng2);
+            const std::size_t n = c.input[0], xs = x.numel() / n, ys = gy.numel() / n;
+            Shape x1 = c.input, y1 = out_shape;
+            x1[0] = 1;
+            y1[0] = 1;
+            for (std::size_t s = 0; s < n; ++s) {
+                Tensor<float> xi = Tensor<float>::empty(x1), gi = Tensor<float>::empty(y1);
+                std::copy_n(x.data() + s * xs, xs, xi.data());
+                std::copy_n(gy.data() + s * ys, ys, gi.data());
+                const Tensor<float> yi = conv.forward(xi);
+                const Tensor<float> dxi = conv.backward(gi);
+                for (std::size_t i = 0; i < ys; ++i) REQUIRE(yi[i] == Approx(one.y[s * ys + i]).margin(1e-5));
+                for (std::size_t i = 0; i < xs; ++i) REQUIRE(dxi[i] == Approx(one.dx[s * xs + i]).margin(1e-5));
+            }
+            for (std::size_t i = 0; i < one.dw.numel(); ++i) CHECK(conv.weight().grad()[i] == Approx(one.dw[i]).epsilon(1e-4).margin(1e-4));
+            if (c.opt.bias())
+                for (std::size_t i = 0; i < one.db.numel(); ++i) CHECK(conv.bias()->grad()[i] == Approx(one.db[i]).epsilon(1e-4).margin(1e-4));
+        }
+    }
+}
+
+TEST_CASE("Conv2d: reuses its output and input gradient only when the caller dropped them", "[nn][conv2d]") {
+    sft::Rng rng(9);
+    Conv2d<float> conv(Conv2dOptions(2, 3, 3), rng);
+    const Tensor<float> x = sft::testing::random_tensor({4, 2, 6, 6}, 1).to<float>();
+    const Tensor<float> gy = sft::testing::random_tensor({4, 3, 4, 4}, 2).to<float>();
+    const float* y_storage = nullptr;
+    const float* dx_storage = nullptr;
+    {
+        const Tensor<float> y = conv.forward(x);
+        const Tensor<float> dx = conv.backward(gy);
+        y_storage = y.data();
+        dx_storage = dx.data();
+    }
+    // Dropped by the caller: the next step writes into the same storage.
+    Tensor<float> y2 = conv.forward(x);
+    Tensor<float> dx2 = conv.backward(gy);
+    CHECK(y2.data() == y_storage);
+    CHECK(dx2.data() == dx_storage);
+    // Kept by the caller: the next step writes elsewhere and leaves them alone.
+    const Tensor<float> y_kept = y2.clone(), dx_kept = dx2.clone();
+    const Tensor<float> y3 = conv.forward(sft::testing::random_tensor({4, 2, 6, 6}, 3).to<float>());
+    const Tensor<float> dx3 = conv.backward(gy);
+    CHECK(y3.data() != y2.data());
+    CHECK(dx3.data() != dx2.data());
+    CHECK(std::equal(y2.begin(), y2.end(), y_kept.begin()));
+    CHECK(std::equal(dx2.begin(), dx2.end(), dx_kept.begin()));
 }
 
 TEST_CASE("Conv2d: matches PyTorch (float32 fixtures)", "[nn][conv2d][reference]") {

@@ -1,6 +1,7 @@
 #include <sft/io/safetensors.hpp>
 #include <sft/nn/pool.hpp>
 #include <sft/nn/sequential.hpp>
+#include <sft/parallel.hpp>
 
 #include "support/gradcheck.hpp"
 
@@ -10,6 +11,8 @@
 #include <cmath>
 #include <map>
 #include <string>
+#include <utility>
+#include <vector>
 
 using sft::Shape;
 using sft::Tensor;
@@ -139,4 +142,109 @@ TEST_CASE("Pooling: matches PyTorch (float32 fixtures)", "[nn][pool][reference]"
     check(avg_excl, "avg_k3s2p1_excl");
     AvgPool2d<float> avg_rect(AvgPool2dOptions({2, 3}).stride({1, 2}));
     check(avg_rect, "avg_k23s12");
+}
+
+namespace {
+// Restores the thread count a test changed.
+struct ThreadCountGuard {
+    std::size_t saved = sft::get_num_threads();
+    ~ThreadCountGuard() { sft::set_num_threads(saved); }
+};
+
+// The textbook max pooling of PyTorch's CPU kernel: windows clipped to the image, scanned in
+// row-major order, `v > max || isnan(v)` replaces. Returns the outputs and each one's flat input index.
+void reference_max_pool(const Tensor<float>& x, std::size_t k, std::size_t st, std::size_t pad, std::vector<float>& y,
+                        std::vector<std::size_t>& arg) {
+    const std::size_t n = x.shape()[0], c = x.shape()[1], h = x.shape()[2], w = x.shape()[3];
+    const std::size_t oh = (h + 2 * pad - k) / st + 1, ow = (w + 2 * pad - k) / st + 1;
+    y.assign(n * c * oh * ow, 0.0f);
+    arg.assign(y.size(), 0);
+    std::size_t o = 0;
+    for (std::size_t p = 0; p < n * c; ++p)
+        for (std::size_t oy = 0; oy < oh; ++oy)
+            for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
+                bool first = true;
+                float m = 0;
+                std::size_t best = 0;
+                for (std::size_t ky = 0; ky < k; ++ky)
+                    for (std::size_t kx = 0; kx < k; ++kx) {
+                        const long iy = long(oy * st + ky) - long(pad), ix = long(ox * st + kx) - long(pad);
+                        if (iy < 0 || ix < 0 || iy >= long(h) || ix >= long(w)) continue;
+                        const std::size_t idx = (p * h + std::size_t(iy)) * w + std::size_t(ix);
+                        const float v = x[idx];
+                        if (first || v > m || std::isnan(v)) {
+                            m = v;
+                            best = idx;
+                            first = false;
+                        }
+                    }
+                y[o] = m;
+                arg[o] = best;
+            }
+}
+}  // namespace
+
+TEST_CASE("MaxPool2d: ties, NaNs and odd sizes as PyTorch's CPU kernel, 2x2 fast path and general windows", "[nn][pool]") {
+    struct Case {
+        std::size_t k, stride, pad;
+        Shape input;
+    };
+    // 2x2 stride 2 takes the branch-free path (odd sizes drop the last row and column); the others the general one.
+    const Case cases[] = {{2, 2, 0, {3, 4, 9, 11}}, {2, 2, 0, {2, 3, 8, 8}}, {3, 2, 1, {2, 2, 7, 9}}, {2, 1, 0, {1, 3, 5, 6}}};
+    for (const auto& c : cases) {
+        INFO("kernel " << c.k << " stride " << c.stride << " padding " << c.pad << " input " << c.input.str());
+        // Small integers (many ties, as after a ReLU) and a few NaNs.
+        Tensor<float> x = Tensor<float>::empty(c.input);
+        sft::Rng rng(17);
+        for (auto& v : x) v = float(rng.randint(3));
+        for (std::size_t i = 0; i < x.numel(); i += 37) x[i] = std::nanf("");
+        std::vector<float> y_ref;
+        std::vector<std::size_t> arg;
+        reference_max_pool(x, c.k, c.stride, c.pad, y_ref, arg);
+        MaxPool2d<float> pool(MaxPool2dOptions(c.k).stride(c.stride).padding(c.pad));
+        const Tensor<float> y = pool.forward(x);
+        REQUIRE(y.numel() == y_ref.size());
+        for (std::size_t i = 0; i < y.numel(); ++i) {
+            if (std::isnan(y_ref[i])) REQUIRE(std::isnan(y[i]));
+            else REQUIRE(y[i] == y_ref[i]);
+        }
+        Tensor<float> gy = Tensor<float>::empty(y.shape());
+        for (std::size_t i = 0; i < gy.numel(); ++i) gy[i] = float(i % 7 + 1);
+        const Tensor<float> dx = pool.backward(gy);
+        std::vector<float> dx_ref(x.numel(), 0.0f);
+        for (std::size_t i = 0; i < arg.size(); ++i) dx_ref[arg[i]] += gy[i];
+        for (std::size_t i = 0; i < dx.numel(); ++i) REQUIRE(dx[i] == dx_ref[i]);
+    }
+}
+
+TEST_CASE("Pooling: 1 and 2 threads bit-identical; outputs reused only when the caller dropped them", "[nn][pool]") {
+    ThreadCountGuard guard;
+    const Tensor<float> x = sft::testing::random_tensor({16, 8, 26, 26}, 3).to<float>();
+    auto run = [&](sft::nn::Module<float>& pool) {
+        const Tensor<float> y = pool.forward(x).clone();
+        const Tensor<float> gy = sft::testing::random_tensor(y.shape(), 4).to<float>();
+        return std::make_pair(y, pool.backward(gy).clone());
+    };
+    MaxPool2d<float> max_pool(2);
+    AvgPool2d<float> avg_pool(AvgPool2dOptions(3).stride(2).padding(1));
+    for (sft::nn::Module<float>* pool : {static_cast<sft::nn::Module<float>*>(&max_pool), static_cast<sft::nn::Module<float>*>(&avg_pool)}) {
+        INFO(pool->type_name());
+        sft::set_num_threads(1);
+        const auto one = run(*pool);
+        sft::set_num_threads(2);
+        const auto two = run(*pool);
+        CHECK(std::equal(one.first.begin(), one.first.end(), two.first.begin()));
+        CHECK(std::equal(one.second.begin(), one.second.end(), two.second.begin()));
+
+        const float* y_storage = nullptr;
+        {
+            const Tensor<float> y = pool->forward(x);
+            y_storage = y.data();
+        }
+        const Tensor<float> y2 = pool->forward(x);
+        CHECK(y2.data() == y_storage);             // dropped: reused
+        const Tensor<float> y3 = pool->forward(x);
+        CHECK(y3.data() != y2.data());             // kept: a fresh tensor
+        CHECK(std::equal(y2.begin(), y2.end(), y3.begin()));
+    }
 }

@@ -114,11 +114,13 @@ void col2im(const ConvGeometry& g, const T* col, T* image) noexcept {
 }
 }  // namespace reference
 
-/// im2col: image [C, H, W] -> col [C*KH*KW, OH*OW]. Same result as im2col_scalar; the bounds are
-/// computed once per kernel row and the valid part of each output row is copied as one run
-/// (memcpy when SW == 1).
+/// im2col into a wider matrix: row r of the column matrix starts at col + r * ldc (ldc >= OH*OW),
+/// so that the columns of several samples sit side by side ([C*KH*KW, S * OH*OW], sample i at
+/// column offset i * OH*OW) for one GEMM over all of them. Columns past OH*OW of each row are not
+/// touched. Same values as im2col_scalar; the bounds are computed once per kernel row and the
+/// valid part of each output row is copied as one run (memcpy when SW == 1).
 template <class T>
-void im2col(const ConvGeometry& g, const T* image, T* col) noexcept {
+void im2col(const ConvGeometry& g, const T* image, T* col, std::size_t ldc) noexcept {
     const std::size_t oh = g.out_h(), ow = g.out_w();
     for (std::size_t c = 0; c < g.channels; ++c) {
         const T* plane = image + c * g.height * g.width;
@@ -126,7 +128,7 @@ void im2col(const ConvGeometry& g, const T* image, T* col) noexcept {
             std::size_t y_lo, y_hi;
             detail::valid_range(g.height, oh, g.stride_h, g.pad_h, ki, y_lo, y_hi);
             for (std::size_t kj = 0; kj < g.kernel_w; ++kj) {
-                T* row = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * oh * ow;
+                T* row = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ldc;
                 std::size_t x_lo, x_hi;
                 detail::valid_range(g.width, ow, g.stride_w, g.pad_w, kj, x_lo, x_hi);
                 std::fill(row, row + y_lo * ow, T(0));
@@ -149,10 +151,17 @@ void im2col(const ConvGeometry& g, const T* image, T* col) noexcept {
     }
 }
 
-/// col2im: image [C, H, W] += scatter of col [C*KH*KW, OH*OW], the adjoint of im2col. Same result
-/// as col2im_scalar up to rounding order; runs of SW == 1 are added with xsimd.
+/// im2col: image [C, H, W] -> col [C*KH*KW, OH*OW], rows contiguous. Same result as im2col_scalar.
 template <class T>
-void col2im(const ConvGeometry& g, const T* col, T* image) noexcept {
+void im2col(const ConvGeometry& g, const T* image, T* col) noexcept {
+    im2col(g, image, col, g.col_cols());
+}
+
+/// col2im from a wider matrix: image [C, H, W] += scatter of the column matrix whose row r starts
+/// at col + r * ldc (ldc >= OH*OW; see the im2col of the same form), the adjoint of that im2col.
+/// Same result as col2im_scalar up to rounding order; runs of SW == 1 are added with xsimd.
+template <class T>
+void col2im(const ConvGeometry& g, const T* col, T* image, std::size_t ldc) noexcept {
     const std::size_t oh = g.out_h(), ow = g.out_w();
     for (std::size_t c = 0; c < g.channels; ++c) {
         T* plane = image + c * g.height * g.width;
@@ -160,7 +169,7 @@ void col2im(const ConvGeometry& g, const T* col, T* image) noexcept {
             std::size_t y_lo, y_hi;
             detail::valid_range(g.height, oh, g.stride_h, g.pad_h, ki, y_lo, y_hi);
             for (std::size_t kj = 0; kj < g.kernel_w; ++kj) {
-                const T* row = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * oh * ow;
+                const T* row = col + ((c * g.kernel_h + ki) * g.kernel_w + kj) * ldc;
                 std::size_t x_lo, x_hi;
                 detail::valid_range(g.width, ow, g.stride_w, g.pad_w, kj, x_lo, x_hi);
                 if (x_hi <= x_lo) continue;
@@ -174,6 +183,13 @@ void col2im(const ConvGeometry& g, const T* col, T* image) noexcept {
             }
         }
     }
+}
+
+/// col2im: image [C, H, W] += scatter of col [C*KH*KW, OH*OW] (rows contiguous), the adjoint of
+/// im2col. Same result as col2im_scalar up to rounding order.
+template <class T>
+void col2im(const ConvGeometry& g, const T* col, T* image) noexcept {
+    col2im(g, col, image, g.col_cols());
 }
 
 }  // namespace sft::kernels

@@ -1,12 +1,15 @@
 /// @file conv2d.hpp
 /// sft::nn::Conv2d, a 2-D convolution on NCHW tensors as torch.nn.Conv2d (weight [out, in, KH, KW],
-/// bias [out]), computed per sample as im2col then one GEMM; and its options, Conv2dOptions.
+/// bias [out]), computed as im2col then packed GEMMs over tasks of a few samples on sft's thread
+/// pool; and its options, Conv2dOptions.
 #pragma once
 
+#include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/gemm.hpp>
 #include <sft/kernels/im2col.hpp>
 #include <sft/nn/module.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <vector>
@@ -62,15 +65,64 @@ private:
     bool bias_ = true;
 };
 
+namespace detail {
+/// Per-thread scratch of the convolution tasks (column matrix, gathered output gradient): grown
+/// when needed and reused by every task, layer and step on that thread, so that a steady-state
+/// training step allocates nothing.
+template <class T>
+struct ConvScratch {
+    std::vector<T> col, mat;
+    static ConvScratch& local() {
+        static thread_local ConvScratch s;
+        return s;
+    }
+    static T* grow(std::vector<T>& v, std::size_t size) {
+        if (v.size() < size) v.resize(size);
+        return v.data();
+    }
+};
+
+/// How a batch is cut into tasks of whole samples: about `target_cols` GEMM columns (samples x
+/// OH*OW) per task, from the problem size alone (never the thread count), so that results do not
+/// depend on sft::set_num_threads.
+struct ConvCut {
+    std::size_t per_task = 1, tasks = 0;
+    ConvCut(std::size_t samples, std::size_t cols_per_sample, std::size_t target_cols = 512) noexcept {
+        per_task = std::max<std::size_t>(1, std::min(samples, (target_cols + cols_per_sample - 1) / std::max<std::size_t>(1, cols_per_sample)));
+        tasks = (samples + per_task - 1) / per_task;
+    }
+    std::size_t begin(std::size_t t) const noexcept { return t * per_task; }
+    std::size_t end(std::size_t t, std::size_t samples) const noexcept { return std::min(samples, (t + 1) * per_task); }
+};
+
+/// `buffer` as a tensor of `shape` to write a result into: the same storage when the layer holds
+/// the only reference and the element count is unchanged (no allocation), else a fresh tensor, so
+/// that a caller who kept an earlier result never sees it overwritten.
+template <class T>
+Tensor<T>& reuse_buffer(Tensor<T>& buffer, const Shape& shape) {
+    if (buffer.defined() && buffer.use_count() == 1 && buffer.numel() == shape.numel()) {
+        if (buffer.shape() != shape) buffer = buffer.reshape(shape);
+    } else {
+        buffer = Tensor<T>::empty(shape);
+    }
+    return buffer;
+}
+}  // namespace detail
+
 /// 2-D convolution (cross-correlation, as PyTorch): [N, in, H, W] -> [N, out, OH, OW] with
 /// OH = floor((H + 2 padding - KH) / stride) + 1 (the same for W).
 /// Parameters "weight" [out, in, KH, KW] and "bias" [out] (absent when built without bias),
 /// initialised as PyTorch: kaiming_uniform_(a = sqrt(5)), that is uniform in +-1/sqrt(fan_in)
 /// with fan_in = in * KH * KW, for both.
 ///
-/// Each sample is unfolded by im2col into one column buffer [in*KH*KW, OH*OW] that is reused
-/// across samples and calls (a 1x1 kernel with stride 1 and no padding uses the input directly);
-/// backward recomputes the columns from the cached input rather than keeping N of them.
+/// Computation: the batch is cut into tasks of a few samples (about 512 output positions each,
+/// from the problem size only) that run on sft's thread pool. A task unfolds its samples by
+/// im2col side by side into one column matrix col [in*KH*KW, S*OH*OW] and runs one packed GEMM
+/// for them: forward y = W col (+ bias); backward dW_task = dy col^T and dcol = W^T dy, then col2im.
+/// The per-task weight and bias gradients are summed in task order, so results are bit-identical
+/// for every thread count. Column matrices live in per-thread scratch; the output and the input
+/// gradient are kept and reused across steps when the caller dropped them (Tensor::use_count()),
+/// and backward() releases the input saved by forward(): a steady-state step allocates nothing.
 template <class T>
 class Conv2d : public Module<T> {
 public:
@@ -107,92 +159,152 @@ public:
     /// The bias [out]; nullptr when built without one.
     Parameter<T>* bias() noexcept { return bias_; }
 
-    /// [N, in, H, W] -> [N, out, OH, OW]. Throws sft::Error (kind shape) naming the layer and the
-    /// shapes when the input is not rank 4, has another channel count, or is smaller than the kernel.
+    /// [N, in, H, W] -> [N, out, OH, OW]; saves the input for backward(). Throws sft::Error (kind
+    /// shape) naming the layer and the shapes when the input is not rank 4, has another channel
+    /// count, or is smaller than the kernel.
     Tensor<T> forward(const Tensor<T>& input) override {
         const kernels::ConvGeometry g = geometry(input);
         const std::size_t n = input.shape()[0], out_c = opt_.out_channels();
-        const std::size_t k = g.col_rows(), p = g.col_cols();
-        Tensor<T> out = Tensor<T>::empty({n, out_c, g.out_h(), g.out_w()});
+        const std::size_t k = g.col_rows(), p = g.col_cols(), in_stride = g.channels * g.height * g.width;
+        input_ = Tensor<T>();  // the previous step's, if backward() did not run
+        Tensor<T>& out = detail::reuse_buffer(output_, Shape{n, out_c, g.out_h(), g.out_w()});
         const T* w = weight_->value().data();
-        const std::size_t in_stride = g.channels * g.height * g.width;
-        for (std::size_t s = 0; s < n; ++s) {
-            const T* col = columns(g, input.data() + s * in_stride);
-            T* y = out.data() + s * out_c * p;
-            // y[out, P] = W[out, K] col[K, P]
-            kernels::gemm<T>(false, false, out_c, p, k, T(1), w, k, col, p, T(0), y, p);
-            if (bias_) {
-                const T* b = bias_->value().data();
-                for (std::size_t o = 0; o < out_c; ++o)
-                    for (std::size_t i = 0; i < p; ++i) y[o * p + i] += b[o];
+        const T* b = bias_ ? bias_->value().data() : nullptr;
+        const T* x = input.data();
+        T* y = out.data();
+        const detail::ConvCut cut(n, p);
+        sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
+            const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
+            auto& scratch = detail::ConvScratch<T>::local();
+            T* col = detail::ConvScratch<T>::grow(scratch.col, k * cols);
+            for (std::size_t s = s0; s < s1; ++s) kernels::im2col<T>(g, x + s * in_stride, col + (s - s0) * p, cols);
+            if (s1 - s0 == 1) {  // y[out, P] = W[out, K] col[K, P], straight into the output
+                T* ys = y + s0 * out_c * p;
+                kernels::gemm<T>(false, false, out_c, p, k, T(1), w, k, col, cols, T(0), ys, p);
+                if (b)
+                    for (std::size_t o = 0; o < out_c; ++o)
+                        for (std::size_t i = 0; i < p; ++i) ys[o * p + i] += b[o];
+                return;
             }
-        }
+            // tmp[out, S*P] = W[out, K] col[K, S*P], then each sample's [out, P] block (+ bias) to y.
+            T* tmp = detail::ConvScratch<T>::grow(scratch.mat, out_c * cols);
+            kernels::gemm<T>(false, false, out_c, cols, k, T(1), w, k, col, cols, T(0), tmp, cols);
+            for (std::size_t s = s0; s < s1; ++s)
+                for (std::size_t o = 0; o < out_c; ++o) {
+                    const T* src = tmp + o * cols + (s - s0) * p;
+                    T* dst = y + (s * out_c + o) * p;
+                    const T bo = b ? b[o] : T(0);
+                    for (std::size_t i = 0; i < p; ++i) dst[i] = src[i] + bo;
+                }
+        });
         input_ = input;
         geom_ = g;
         out_shape_ = out.shape();
         return out;
     }
 
-    /// grad_output [N, out, OH, OW] -> grad_input [N, in, H, W]; adds dL/dweight and dL/dbias into
-    /// the trainable parameters' grad(). Throws sft::Error before any forward() or on a shape mismatch.
+    /// grad_output [N, out, OH, OW] -> grad_input [N, in, H, W] (undefined when need_input_grad is
+    /// false); adds dL/dweight and dL/dbias into the trainable parameters' grad(), then releases
+    /// the input saved by forward(). Throws sft::Error without a forward() since the last
+    /// backward(), or on a shape mismatch.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
+        const Tensor<T> input = input_;
+        input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
         const kernels::ConvGeometry& g = geom_;
-        const std::size_t n = input_.shape()[0], out_c = opt_.out_channels();
-        const std::size_t k = g.col_rows(), p = g.col_cols();
-        const std::size_t in_stride = g.channels * g.height * g.width;
+        const std::size_t n = input.shape()[0], out_c = opt_.out_channels();
+        const std::size_t k = g.col_rows(), p = g.col_cols(), in_stride = g.channels * g.height * g.width;
         const bool dw = weight_->requires_grad();
         const bool db = bias_ && bias_->requires_grad();
+        if (!dw && !db && !need_input_grad) return Tensor<T>();
+        const detail::ConvCut cut(n, p);
+        // The weight gradient of each task as [out, K], or transposed [K, out] when that pads less
+        // in the GEMM's register tiles (few output channels or a short K).
+        const bool dw_t = transposed_wgrad(out_c, k);
+        if (dw) partial_dw_.resize(cut.tasks * out_c * k);
+        if (db) partial_db_.resize(cut.tasks * out_c);
         Tensor<T> grad_input;
-        if (need_input_grad) grad_input = Tensor<T>::zeros(input_.shape());
+        if (need_input_grad) grad_input = detail::reuse_buffer(grad_input_, input.shape());
         const T* w = weight_->value().data();
-        for (std::size_t s = 0; s < n; ++s) {
-            const T* gy = grad_output.data() + s * out_c * p;
-            if (dw) {  // dW[out, K] += gy[out, P] col[K, P]^T
-                const T* col = columns(g, input_.data() + s * in_stride);
-                kernels::gemm<T>(false, true, out_c, k, p, T(1), gy, p, col, p, T(1), weight_->grad().data(), k);
+        const T* x = input.data();
+        const T* gy = grad_output.data();
+        T* dx = need_input_grad ? grad_input.data() : nullptr;
+        sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
+            const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
+            auto& scratch = detail::ConvScratch<T>::local();
+            // dy of the task's samples as one matrix [out, S*P] (for one sample: dy itself).
+            const T* gm = gy + s0 * out_c * p;
+            if (s1 - s0 > 1) {
+                T* m = detail::ConvScratch<T>::grow(scratch.mat, out_c * cols);
+                for (std::size_t s = s0; s < s1; ++s)
+                    for (std::size_t o = 0; o < out_c; ++o)
+                        std::copy_n(gy + (s * out_c + o) * p, p, m + o * cols + (s - s0) * p);
+                gm = m;
             }
-            if (db) {  // db[out] += sum over P of gy[out, P]
-                T* b = bias_->grad().data();
+            if (db) {  // db_task[out] = sum over S*P of dy
+                T* pb = partial_db_.data() + t * out_c;
                 for (std::size_t o = 0; o < out_c; ++o) {
                     T acc = T(0);
-                    for (std::size_t i = 0; i < p; ++i) acc += gy[o * p + i];
-                    b[o] += acc;
+                    for (std::size_t i = 0; i < cols; ++i) acc += gm[o * cols + i];
+                    pb[o] = acc;
                 }
             }
-            if (need_input_grad) {  // dcol[K, P] = W[out, K]^T gy[out, P], then col2im into dx
-                T* dx = grad_input.data() + s * in_stride;
-                if (pointwise(g)) {
-                    kernels::gemm<T>(true, false, k, p, out_c, T(1), w, k, gy, p, T(0), dx, p);
-                } else {
-                    T* dcol = column_buffer(k * p);
-                    kernels::gemm<T>(true, false, k, p, out_c, T(1), w, k, gy, p, T(0), dcol, p);
-                    kernels::col2im<T>(g, dcol, dx);
+            T* col = detail::ConvScratch<T>::grow(scratch.col, k * cols);
+            if (dw) {
+                for (std::size_t s = s0; s < s1; ++s) kernels::im2col<T>(g, x + s * in_stride, col + (s - s0) * p, cols);
+                T* pw = partial_dw_.data() + t * out_c * k;
+                if (dw_t)  // dW^T[K, out] = col[K, S*P] dy[out, S*P]^T
+                    kernels::gemm<T>(false, true, k, out_c, cols, T(1), col, cols, gm, cols, T(0), pw, out_c);
+                else  // dW[out, K] = dy[out, S*P] col[K, S*P]^T
+                    kernels::gemm<T>(false, true, out_c, k, cols, T(1), gm, cols, col, cols, T(0), pw, k);
+            }
+            if (dx) {  // dcol[K, S*P] = W[out, K]^T dy[out, S*P], then col2im into each sample's dx
+                kernels::gemm<T>(true, false, k, cols, out_c, T(1), w, k, gm, cols, T(0), col, cols);
+                for (std::size_t s = s0; s < s1; ++s) {
+                    T* dxs = dx + s * in_stride;
+                    std::fill(dxs, dxs + in_stride, T(0));
+                    kernels::col2im<T>(g, col + (s - s0) * p, dxs, cols);
                 }
+            }
+        });
+        // The tasks' partial gradients summed in task order: the same sums for every thread count.
+        if (dw) {
+            T* gw = weight_->grad().data();
+            for (std::size_t o = 0; o < out_c; ++o)
+                for (std::size_t r = 0; r < k; ++r) {
+                    T acc = T(0);
+                    for (std::size_t t = 0; t < cut.tasks; ++t) {
+                        const T* pw = partial_dw_.data() + t * out_c * k;
+                        acc += dw_t ? pw[r * out_c + o] : pw[o * k + r];
+                    }
+                    gw[o * k + r] += acc;
+                }
+        }
+        if (db) {
+            T* gb = bias_->grad().data();
+            for (std::size_t o = 0; o < out_c; ++o) {
+                T acc = T(0);
+                for (std::size_t t = 0; t < cut.tasks; ++t) acc += partial_db_[t * out_c + o];
+                gb[o] += acc;
             }
         }
         return grad_input;
     }
 
+    /// Drops the input saved by the last forward() (afterwards backward() throws as without a forward).
+    void release_saved() noexcept { input_ = Tensor<T>(); }
+
 private:
-    // A 1x1 kernel with stride 1 and no padding: the image [C, H*W] is already the column matrix.
-    static bool pointwise(const kernels::ConvGeometry& g) noexcept {
-        return g.kernel_h == 1 && g.kernel_w == 1 && g.stride_h == 1 && g.stride_w == 1 && g.pad_h == 0 && g.pad_w == 0;
-    }
-
-    // The one column buffer, grown when needed and reused by every sample and call.
-    T* column_buffer(std::size_t size) {
-        if (col_.size() < size) col_.resize(size);
-        return col_.data();
-    }
-
-    // The column matrix of one sample [C, H, W]: the image itself for a pointwise conv.
-    const T* columns(const kernels::ConvGeometry& g, const T* image) {
-        if (pointwise(g)) return image;
-        T* col = column_buffer(g.col_rows() * g.col_cols());
-        kernels::im2col<T>(g, image, col);
-        return col;
+    // Whether the weight-gradient GEMM pads less as [K, out] than as [out, K] in the packed
+    // kernel's MR x NR register tiles.
+    static bool transposed_wgrad(std::size_t out_c, std::size_t k) noexcept {
+        using Bl = kernels::gemm_detail::Blocking<T>;
+        auto fill = [](std::size_t m, std::size_t n) {
+            const double pm = double((m + Bl::mr - 1) / Bl::mr * Bl::mr), pn = double((n + Bl::nr - 1) / Bl::nr * Bl::nr);
+            return double(m) * double(n) / (pm * pn);
+        };
+        return fill(k, out_c) > fill(out_c, k);
     }
 
     kernels::ConvGeometry geometry(const Tensor<T>& input) const {
@@ -218,10 +330,11 @@ private:
     Conv2dOptions opt_;
     Parameter<T>* weight_ = nullptr;
     Parameter<T>* bias_ = nullptr;
-    Tensor<T> input_;
+    Tensor<T> input_;  // saved by forward for backward, released by backward
     kernels::ConvGeometry geom_;
     Shape out_shape_;
-    std::vector<T> col_;
+    Tensor<T> output_, grad_input_;         // kept and reused across steps (see detail::reuse_buffer)
+    std::vector<T> partial_dw_, partial_db_;  // per-task weight and bias gradients
 };
 
 }  // namespace sft::nn

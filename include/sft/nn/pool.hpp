@@ -3,9 +3,11 @@
 /// (ceil_mode false, dilation 1), with their options in libtorch's builder style.
 #pragma once
 
+#include <sft/detail/thread_pool.hpp>
 #include <sft/nn/conv2d.hpp>
 #include <sft/nn/module.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -93,13 +95,19 @@ inline kernels::ConvGeometry pool_geometry(const std::string& label, const Shape
     g.pad_w = p.w;
     if (g.out_h() == 0 || g.out_w() == 0)
         throw Error(ErrorKind::shape, fmt::format("{}: input {} with padding {} is smaller than the kernel {}", label, s.str(), p.str(), k.str()));
+    if (g.height * g.width > std::numeric_limits<std::uint32_t>::max())
+        throw Error(ErrorKind::shape, fmt::format("{}: input {} has planes of more than 2^32 elements", label, s.str()));
     return g;
 }
 }  // namespace detail
 
 /// Max over each window: [N, C, H, W] -> [N, C, OH, OW], OH = floor((H + 2 padding - KH) / stride) + 1.
 /// No parameters. Backward routes each output's gradient to the input element that won the max
-/// (the first one in row-major order on ties, as PyTorch's CPU kernel).
+/// (the first one in row-major order on ties, as PyTorch's CPU kernel; a NaN wins and propagates).
+/// Forward and backward run over the N*C planes on sft's thread pool (each plane computed
+/// alone: results do not depend on the thread count), with a branch-free path for the common
+/// 2x2 window of stride 2; the output and input-gradient tensors are kept and reused across steps
+/// when the caller dropped them (Tensor::use_count()).
 template <class T>
 class MaxPool2d : public Module<T> {
 public:
@@ -119,35 +127,18 @@ public:
     Tensor<T> forward(const Tensor<T>& input) override {
         const kernels::ConvGeometry g =
             detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
-        const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
-        Tensor<T> out = Tensor<T>::empty({n, g.channels, oh, ow});
+        const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width, oplane = oh * ow;
+        Tensor<T>& out = detail::reuse_buffer(output_, Shape{n, g.channels, oh, ow});
         argmax_.resize(out.numel());
         const T* x = input.data();
         T* y = out.data();
-        std::size_t o = 0;
-        for (std::size_t nc = 0; nc < n * g.channels; ++nc) {
-            const T* xp = x + nc * plane;
-            for (std::size_t oy = 0; oy < oh; ++oy)
-                for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
-                    // Window clipped to the image: padding only shifts it, padded cells never win.
-                    const long y0 = long(oy * g.stride_h) - long(g.pad_h), x0 = long(ox * g.stride_w) - long(g.pad_w);
-                    const std::size_t ys = std::size_t(std::max(0L, y0)), xs = std::size_t(std::max(0L, x0));
-                    const std::size_t ye = std::min(g.height, std::size_t(y0 + long(g.kernel_h)));
-                    const std::size_t xe = std::min(g.width, std::size_t(x0 + long(g.kernel_w)));
-                    std::size_t best = ys * g.width + xs;
-                    T m = xp[best];
-                    for (std::size_t iy = ys; iy < ye; ++iy)
-                        for (std::size_t ix = xs; ix < xe; ++ix) {
-                            const T v = xp[iy * g.width + ix];
-                            if (v > m || v != v) {  // a NaN wins and propagates, as PyTorch's CPU kernel
-                                m = v;
-                                best = iy * g.width + ix;
-                            }
-                        }
-                    y[o] = m;
-                    argmax_[o] = nc * plane + best;
-                }
-        }
+        const bool two_by_two = g.kernel_h == 2 && g.kernel_w == 2 && g.stride_h == 2 && g.stride_w == 2 && g.pad_h == 0 && g.pad_w == 0;
+        sft::detail::parallel_for(n * g.channels, plane_grain(plane), [&](std::size_t begin, std::size_t end) {
+            for (std::size_t nc = begin; nc < end; ++nc) {
+                if (two_by_two) max_2x2(g, x + nc * plane, y + nc * oplane, argmax_.data() + nc * oplane);
+                else max_window(g, x + nc * plane, y + nc * oplane, argmax_.data() + nc * oplane);
+            }
+        });
         in_shape_ = input.shape();
         out_shape_ = out.shape();
         forwarded_ = true;
@@ -160,10 +151,21 @@ public:
         if (!forwarded_) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
         if (!need_input_grad) return Tensor<T>();
-        Tensor<T> grad_input = Tensor<T>::zeros(in_shape_);
+        Tensor<T> grad_input = detail::reuse_buffer(grad_input_, in_shape_);
+        const std::size_t planes = in_shape_[0] * in_shape_[1], plane = in_shape_[2] * in_shape_[3];
+        const std::size_t oplane = out_shape_[2] * out_shape_[3];
         T* dx = grad_input.data();
         const T* gy = grad_output.data();
-        for (std::size_t o = 0; o < argmax_.size(); ++o) dx[argmax_[o]] += gy[o];
+        const std::uint32_t* am = argmax_.data();
+        sft::detail::parallel_for(planes, plane_grain(plane), [&](std::size_t begin, std::size_t end) {
+            for (std::size_t nc = begin; nc < end; ++nc) {  // one plane at a time: zeroed and scattered while in L1
+                T* d = dx + nc * plane;
+                std::fill(d, d + plane, T(0));
+                const T* gp = gy + nc * oplane;
+                const std::uint32_t* ap = am + nc * oplane;
+                for (std::size_t o = 0; o < oplane; ++o) d[ap[o]] += gp[o];
+            }
+        });
         return grad_input;
     }
 
@@ -175,15 +177,74 @@ private:
         return o;
     }
 
+    // Planes per task: a few thousand elements at least, so that small planes are not one task each.
+    static std::size_t plane_grain(std::size_t plane) noexcept { return std::max<std::size_t>(1, 4096 / std::max<std::size_t>(1, plane)); }
+
+    // Whether v replaces the running max m: larger, or NaN (as PyTorch's CPU kernel).
+    static bool wins(T v, T m) noexcept { return v > m || v != v; }
+
+    // 2x2 windows of stride 2 without padding, branch-free: candidates in row-major order.
+    static void max_2x2(const kernels::ConvGeometry& g, const T* xp, T* yp, std::uint32_t* ap) noexcept {
+        const std::size_t oh = g.out_h(), ow = g.out_w(), w = g.width;
+        for (std::size_t oy = 0; oy < oh; ++oy) {
+            const T* r0 = xp + 2 * oy * w;
+            const T* r1 = r0 + w;
+            const std::uint32_t base = std::uint32_t(2 * oy * w);
+            for (std::size_t ox = 0; ox < ow; ++ox) {
+                const T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
+                T m = a;
+                std::uint32_t i = 0;
+                const bool wb = wins(b, m);
+                m = wb ? b : m;
+                i = wb ? 1u : i;
+                const bool wc = wins(c, m);
+                m = wc ? c : m;
+                i = wc ? std::uint32_t(w) : i;
+                const bool wd = wins(d, m);
+                m = wd ? d : m;
+                i = wd ? std::uint32_t(w + 1) : i;
+                yp[oy * ow + ox] = m;
+                ap[oy * ow + ox] = base + std::uint32_t(2 * ox) + i;
+            }
+        }
+    }
+
+    // Any window: clipped to the image (padding only shifts it, padded cells never win).
+    static void max_window(const kernels::ConvGeometry& g, const T* xp, T* yp, std::uint32_t* ap) noexcept {
+        const std::size_t oh = g.out_h(), ow = g.out_w();
+        for (std::size_t oy = 0; oy < oh; ++oy)
+            for (std::size_t ox = 0; ox < ow; ++ox) {
+                const long y0 = long(oy * g.stride_h) - long(g.pad_h), x0 = long(ox * g.stride_w) - long(g.pad_w);
+                const std::size_t ys = std::size_t(std::max(0L, y0)), xs = std::size_t(std::max(0L, x0));
+                const std::size_t ye = std::min(g.height, std::size_t(y0 + long(g.kernel_h)));
+                const std::size_t xe = std::min(g.width, std::size_t(x0 + long(g.kernel_w)));
+                std::size_t best = ys * g.width + xs;
+                T m = xp[best];
+                for (std::size_t iy = ys; iy < ye; ++iy)
+                    for (std::size_t ix = xs; ix < xe; ++ix) {
+                        const T v = xp[iy * g.width + ix];
+                        if (wins(v, m)) {
+                            m = v;
+                            best = iy * g.width + ix;
+                        }
+                    }
+                yp[oy * ow + ox] = m;
+                ap[oy * ow + ox] = std::uint32_t(best);
+            }
+    }
+
     MaxPool2dOptions opt_;
-    std::vector<std::size_t> argmax_;  // flat input index of each output's max
+    std::vector<std::uint32_t> argmax_;  // index inside its plane of each output's max
     Shape in_shape_, out_shape_;
+    Tensor<T> output_, grad_input_;  // kept and reused across steps
     bool forwarded_ = false;
 };
 
 /// Mean over each window: [N, C, H, W] -> [N, C, OH, OW], OH = floor((H + 2 padding - KH) / stride) + 1.
 /// No parameters. With count_include_pad (the default, as PyTorch) the divisor is KH * KW, padded
-/// zeros included; otherwise the number of real input elements in the window.
+/// zeros included; otherwise the number of real input elements in the window. Runs over the N*C
+/// planes on sft's thread pool (results do not depend on the thread count) and reuses its output
+/// and input-gradient tensors across steps when the caller dropped them.
 template <class T>
 class AvgPool2d : public Module<T> {
 public:
@@ -204,21 +265,23 @@ public:
         const kernels::ConvGeometry g =
             detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
         const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
-        Tensor<T> out = Tensor<T>::empty({n, g.channels, oh, ow});
+        Tensor<T>& out = detail::reuse_buffer(output_, Shape{n, g.channels, oh, ow});
         const T* x = input.data();
         T* y = out.data();
-        std::size_t o = 0;
-        for (std::size_t nc = 0; nc < n * g.channels; ++nc) {
-            const T* xp = x + nc * plane;
-            for (std::size_t oy = 0; oy < oh; ++oy)
-                for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
-                    Window w = window(g, oy, ox);
-                    T acc = T(0);
-                    for (std::size_t iy = w.ys; iy < w.ye; ++iy)
-                        for (std::size_t ix = w.xs; ix < w.xe; ++ix) acc += xp[iy * g.width + ix];
-                    y[o] = acc / w.divisor;
-                }
-        }
+        sft::detail::parallel_for(n * g.channels, std::max<std::size_t>(1, 4096 / plane), [&](std::size_t begin, std::size_t end) {
+            for (std::size_t nc = begin; nc < end; ++nc) {
+                const T* xp = x + nc * plane;
+                T* yp = y + nc * oh * ow;
+                for (std::size_t oy = 0; oy < oh; ++oy)
+                    for (std::size_t ox = 0; ox < ow; ++ox) {
+                        const Window w = window(g, oy, ox);
+                        T acc = T(0);
+                        for (std::size_t iy = w.ys; iy < w.ye; ++iy)
+                            for (std::size_t ix = w.xs; ix < w.xe; ++ix) acc += xp[iy * g.width + ix];
+                        yp[oy * ow + ox] = acc / w.divisor;
+                    }
+            }
+        });
         geom_ = g;
         in_shape_ = input.shape();
         out_shape_ = out.shape();
@@ -235,19 +298,23 @@ public:
         if (!need_input_grad) return Tensor<T>();
         const kernels::ConvGeometry& g = geom_;
         const std::size_t oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
-        Tensor<T> grad_input = Tensor<T>::zeros(in_shape_);
+        Tensor<T> grad_input = detail::reuse_buffer(grad_input_, in_shape_);
         const T* gy = grad_output.data();
-        std::size_t o = 0;
-        for (std::size_t nc = 0; nc < in_shape_[0] * g.channels; ++nc) {
-            T* dx = grad_input.data() + nc * plane;
-            for (std::size_t oy = 0; oy < oh; ++oy)
-                for (std::size_t ox = 0; ox < ow; ++ox, ++o) {
-                    Window w = window(g, oy, ox);
-                    const T v = gy[o] / w.divisor;
-                    for (std::size_t iy = w.ys; iy < w.ye; ++iy)
-                        for (std::size_t ix = w.xs; ix < w.xe; ++ix) dx[iy * g.width + ix] += v;
-                }
-        }
+        T* dx = grad_input.data();
+        sft::detail::parallel_for(in_shape_[0] * g.channels, std::max<std::size_t>(1, 4096 / plane), [&](std::size_t begin, std::size_t end) {
+            for (std::size_t nc = begin; nc < end; ++nc) {  // one plane at a time: zeroed and scattered while in L1
+                T* d = dx + nc * plane;
+                std::fill(d, d + plane, T(0));
+                const T* gp = gy + nc * oh * ow;
+                for (std::size_t oy = 0; oy < oh; ++oy)
+                    for (std::size_t ox = 0; ox < ow; ++ox) {
+                        const Window w = window(g, oy, ox);
+                        const T v = gp[oy * ow + ox] / w.divisor;
+                        for (std::size_t iy = w.ys; iy < w.ye; ++iy)
+                            for (std::size_t ix = w.xs; ix < w.xe; ++ix) d[iy * g.width + ix] += v;
+                    }
+            }
+        });
         return grad_input;
     }
 
@@ -283,6 +350,7 @@ private:
     AvgPool2dOptions opt_;
     kernels::ConvGeometry geom_;
     Shape in_shape_, out_shape_;
+    Tensor<T> output_, grad_input_;  // kept and reused across steps
     bool forwarded_ = false;
 };
 
