@@ -6,6 +6,8 @@
 //   fwd  C[batch, out] = x[batch, in] W[out, in]^T   (trans_b)
 //   dx   C[batch, in]  = g[batch, out] W[out, in]     (plain)
 //   dw   C[out, in]   += g[batch, out]^T x[batch, in] (trans_a, beta 1)
+//   fwd_bias_relu  C = relu(x W^T + b): sft_fused is kernels::gemm_bias_act (bias and ReLU applied
+//        to each micro-tile in registers), the others run the product, then a bias + ReLU pass.
 // The last argument of each benchmark is the number of threads.
 // Run: build/benchmarks/gemm_bench --benchmark_min_time=0.5 (see benchmarks/RESULTS.md)
 #include <sft/kernels/gemm.hpp>
@@ -20,20 +22,21 @@
 #include <cblas.h>
 #endif
 
+#include <algorithm>
 #include <cstddef>
 #include <string>
 #include <vector>
 
 namespace {
 
-enum class Impl { sft, eigen, openblas };
-enum class Op { fwd, dx, dw };
+enum class Impl { sft, sft_fused, eigen, openblas };
+enum class Op { fwd, dx, dw, fwd_bias_relu };
 
 struct Shape {
     const char* layer;
     std::size_t batch, in, out;
 };
-const Shape shapes[] = {{"fc1", 128, 784, 512}, {"fc2", 128, 512, 256}, {"fc3", 128, 256, 10}, {"fc1_b32", 32, 784, 512}};
+const Shape shapes[] = {{"fc1", 128, 784, 512}, {"fc2", 128, 512, 256}, {"fc3", 128, 256, 10}, {"fc1_b32", 32, 784, 512}, {"fc2_b32", 32, 512, 256}};
 
 std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
     sft::Rng rng(seed);
@@ -45,7 +48,8 @@ std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
 void gemm_call(Impl impl, bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, const float* a, std::size_t lda, const float* b,
                std::size_t ldb, float beta, float* c, std::size_t ldc) {
     switch (impl) {
-        case Impl::sft: sft::kernels::gemm_packed<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
+        case Impl::sft:
+        case Impl::sft_fused: sft::kernels::gemm_packed<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
         case Impl::eigen: sft::kernels::gemm_eigen<float>(ta, tb, m, n, k, 1.0f, a, lda, b, ldb, beta, c, ldc); break;
         case Impl::openblas:
 #if SFT_BENCH_OPENBLAS
@@ -64,6 +68,7 @@ void bm_gemm(benchmark::State& state, Impl impl, Shape s, Op op) {
     openblas_set_num_threads(int(threads));
 #endif
     const std::vector<float> x = random_vector(s.batch * s.in, 1), w = random_vector(s.out * s.in, 2), g = random_vector(s.batch * s.out, 3);
+    const std::vector<float> bias = random_vector(s.out, 4);
     std::vector<float> c;
     std::size_t m = 0, n = 0, k = 0;
     for (auto _ : state) {
@@ -82,6 +87,20 @@ void bm_gemm(benchmark::State& state, Impl impl, Shape s, Op op) {
                 m = s.out, n = s.in, k = s.batch;
                 c.resize(m * n);
                 gemm_call(impl, true, false, m, n, k, g.data(), s.out, x.data(), s.in, 1.0f, c.data(), n);
+                break;
+            case Op::fwd_bias_relu:
+                m = s.batch, n = s.out, k = s.in;
+                c.resize(m * n);
+                if (impl == Impl::sft_fused)
+                    sft::kernels::gemm_bias_act<float>(false, true, m, n, k, x.data(), s.in, w.data(), s.in, bias.data(),
+                                                       sft::kernels::GemmActivation::relu, c.data(), n);
+                else {
+                    gemm_call(impl, false, true, m, n, k, x.data(), s.in, w.data(), s.in, 0.0f, c.data(), n);
+                    for (std::size_t i = 0; i < m; ++i) {
+                        float* row = c.data() + i * n;
+                        for (std::size_t j = 0; j < n; ++j) row[j] = std::max(0.0f, row[j] + bias[j]);
+                    }
+                }
                 break;
         }
         benchmark::DoNotOptimize(c.data());
@@ -152,15 +171,22 @@ void register_all() {
                                                   {Impl::openblas, "openblas"}
 #endif
     };
-    const std::pair<Op, const char*> ops[] = {{Op::fwd, "fwd"}, {Op::dx, "dx"}, {Op::dw, "dw"}};
+    const std::pair<Op, const char*> ops[] = {{Op::fwd, "fwd"}, {Op::dx, "dx"}, {Op::dw, "dw"}, {Op::fwd_bias_relu, "fwd_bias_relu"}};
     for (const auto& s : shapes)
         for (const auto& [op, op_name] : ops)
-            for (const auto& [impl, impl_name] : impls)
+            for (const auto& [impl, impl_name] : impls) {
+                if (op == Op::fwd_bias_relu && impl == Impl::sft)  // the fused variant first, then gemm + a pass
+                    benchmark::RegisterBenchmark((std::string("gemm/") + s.layer + "/" + op_name + "/sft_fused").c_str(),
+                                                 [s, op = op](benchmark::State& st) { bm_gemm(st, Impl::sft_fused, s, op); })
+                        ->Arg(1)
+                        ->Arg(2)
+                        ->Unit(benchmark::kMicrosecond);
                 benchmark::RegisterBenchmark((std::string("gemm/") + s.layer + "/" + op_name + "/" + impl_name).c_str(),
                                              [impl = impl, s, op = op](benchmark::State& st) { bm_gemm(st, impl, s, op); })
                     ->Arg(1)
                     ->Arg(2)
                     ->Unit(benchmark::kMicrosecond);
+            }
 }
 
 }  // namespace
