@@ -344,11 +344,12 @@ protected:
         apply();
     }
 
-    /// Writes compute_lr(i) into every group.
+    /// Writes compute_lr(i) into every group. In place into last_lr_ (compute_lr does not read
+    /// it): a step allocates nothing.
     void apply() {
-        std::vector<double> lrs(base_lrs_.size());
-        for (std::size_t i = 0; i < lrs.size(); ++i) lrs[i] = compute_lr(i);
-        write_lrs(lrs);
+        last_lr_.resize(base_lrs_.size());
+        for (std::size_t i = 0; i < last_lr_.size(); ++i) last_lr_[i] = compute_lr(i);
+        for (std::size_t i = 0; i < last_lr_.size(); ++i) opt_->set_group_lr(i, last_lr_[i]);
     }
 
     void visit_state(detail::StateArchive& ar) override {
