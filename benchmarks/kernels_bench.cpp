@@ -1,34 +1,103 @@
-// Memory-bound kernels in GB/s, to set against the triad of gemm_bench (same machine, same run):
-//   adamw/<threads>   the fused AdamW update (kernels::adam_update) over 10M parameters: it moves
-//                     28 bytes per parameter (reads p, g, m, v; writes p, m, v). With 2 threads
-//                     the parameters are cut into ranges on sft's pool (detail::parallel_for):
-//                     every element is updated independently, so the result is the same.
-//   relu_fwd, relu_bwd on the MLP's [128, 512] activations (in cache: per-call overhead shows).
-// Run: build/benchmarks/kernels_bench --benchmark_min_time=0.5
+// Memory-bound kernels in GB/s (1 GB = 1e9 bytes), with the machine's bandwidth measured by the
+// same binary on the same working-set sizes. The last argument of each benchmark is the number of
+// threads (sft::set_num_threads); work is cut into chunks by size only, on sft's pool.
+//   adamw/<thr>            AdamW<float>::step() over 10M parameters (a [2000, 4000] weight, its
+//                          [4000] bias and a [1000, 1996] weight): 28 bytes per parameter (reads
+//                          p, g, m, v; writes p, m, v). p, g, m, v are 160 MB: in the 300 MiB L3.
+//   triad_l3/<thr>         STREAM triad a = b + s c over three arrays of 160 MB together, the
+//                          working set of adamw/; STREAM's convention: 12 bytes per element
+//                          (3 x 4; the write-allocate read of a is not counted).
+//   adamw_dram/<thr>       AdamW<float>::step() over 64M parameters ([8192, 8192]): 1 GiB, far
+//                          beyond the L3; 28 bytes per parameter.
+//   triad_dram/<thr>       the triad over three arrays of 1 GiB together (3 x 341 MiB).
+//   zero_grad/<thr>        AdamW<float>::zero_grad() over the 10M parameters of adamw/: 4 bytes
+//                          written per parameter (40 MB, in the L3).
+//   zero_grad_dram/<thr>   the same over the 64M parameters of adamw_dram/ (256 MiB of gradients
+//                          over 1 GiB of parameters and state).
+//   relu_fwd, relu_bwd     on the MLP's [128, 512] activations (in cache: per-call overhead shows).
+// At the end (console output only) a summary sets AdamW against the triad of the same size: the
+// issue's target is AdamW >= 80% of the triad's bandwidth. Rates are taken from the medians when
+// --benchmark_repetitions is given, from wall time (2 threads) and CPU time of the main thread (1).
+// Run: build/benchmarks/kernels_bench --benchmark_repetitions=5 --benchmark_min_time=0.3
 #include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/activation.hpp>
-#include <sft/kernels/adamw.hpp>
+#include <sft/nn/module.hpp>
+#include <sft/optim/adamw.hpp>
 #include <sft/parallel.hpp>
 
 #include <benchmark/benchmark.h>
+#include <fmt/format.h>
 
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <string>
 #include <vector>
 
 namespace {
 
-void bm_adamw(benchmark::State& state) {
-    const auto threads = static_cast<std::size_t>(state.range(0));
-    sft::set_num_threads(threads);
-    const std::size_t n = 10'000'000;
-    std::vector<float> p(n, 0.5f), g(n, 0.01f), m(n, 0.0f), v(n, 0.0f);
-    const auto c = sft::kernels::adam_coefficients<float>(1e-3, 0.9, 0.999, 1e-8, 0.01, /*decoupled=*/true, 1.0);
+constexpr std::size_t params_l3 = 10'000'000;
+constexpr std::size_t params_dram = std::size_t(1) << 26;  // 64M: 1 GiB of p, g, m, v
+
+// A model's parameters and an AdamW over them (lr 1e-3, wd 0.01, as the reference workload).
+struct AdamWSetup {
+    std::vector<std::unique_ptr<sft::nn::Parameter<float>>> params;
+    std::unique_ptr<sft::optim::AdamW<float>> opt;
+
+    explicit AdamWSetup(std::size_t total) {
+        std::vector<sft::Shape> shapes;
+        if (total == params_l3) shapes = {{2000, 4000}, {4000}, {1000, 1996}};
+        else shapes = {{8192, 8192}};
+        std::vector<sft::nn::Parameter<float>*> raw;
+        for (std::size_t i = 0; i < shapes.size(); ++i) {
+            params.push_back(std::make_unique<sft::nn::Parameter<float>>("p" + std::to_string(i), sft::Tensor<float>(shapes[i], 0.5f)));
+            params.back()->grad().fill_(0.01f);
+            raw.push_back(params.back().get());
+        }
+        opt = std::make_unique<sft::optim::AdamW<float>>(raw, sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
+        opt->step();  // allocates the state (touches every page before timing)
+    }
+};
+
+void bm_adamw(benchmark::State& state, std::size_t n) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    AdamWSetup s(n);
     for (auto _ : state) {
-        sft::detail::parallel_for(n, 1 << 16, [&](std::size_t b, std::size_t e) {
-            sft::kernels::adam_update(p.data() + b, g.data() + b, m.data() + b, v.data() + b, static_cast<float*>(nullptr), e - b, c);
-        });
+        s.opt->step();
         benchmark::ClobberMemory();
     }
-    state.counters["BYTES"] = benchmark::Counter(28.0 * double(n), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
+    state.counters["BYTES"] = benchmark::Counter(28.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bm_zero_grad(benchmark::State& state, std::size_t n) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    AdamWSetup s(n);
+    for (auto _ : state) {
+        s.opt->zero_grad();
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(4.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// STREAM triad a = b + s c over n floats per array, cut as the optimizer cuts (chunks of at least
+// 16K elements, at most 256 chunks, from n only) on sft's pool.
+void bm_triad(benchmark::State& state, std::size_t n) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    std::vector<float> a(n, 0.0f), b(n, 1.0f), c(n, 2.0f);
+    const float s = 3.0f;
+    const sft::detail::Chunking cut(n, std::size_t(1) << 14, 256);
+    for (auto _ : state) {
+        sft::detail::ThreadPool::instance().run(cut.chunks, [&](std::size_t k) {
+            float* __restrict pa = a.data();
+            const float* __restrict pb = b.data();
+            const float* __restrict pc = c.data();
+            for (std::size_t i = cut.begin(k), e = cut.end(k, n); i < e; ++i) pa[i] = pb[i] + s * pc[i];
+        });
+        benchmark::DoNotOptimize(a.data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(12.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void bm_relu_fwd(benchmark::State& state) {
@@ -39,7 +108,7 @@ void bm_relu_fwd(benchmark::State& state) {
         sft::kernels::relu_forward(x.data(), y.data(), n);
         benchmark::ClobberMemory();
     }
-    state.counters["BYTES"] = benchmark::Counter(8.0 * double(n), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
+    state.counters["BYTES"] = benchmark::Counter(8.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
 void bm_relu_bwd(benchmark::State& state) {
@@ -50,12 +119,91 @@ void bm_relu_bwd(benchmark::State& state) {
         sft::kernels::relu_backward(dy.data(), y.data(), dx.data(), n);
         benchmark::ClobberMemory();
     }
-    state.counters["BYTES"] = benchmark::Counter(12.0 * double(n), benchmark::Counter::kIsIterationInvariantRate, benchmark::Counter::kIs1024);
+    state.counters["BYTES"] = benchmark::Counter(12.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
+
+// The console reporter, which also keeps each benchmark's bytes per second (wall and main-thread
+// CPU time; the median when there are repetitions) and prints AdamW against the triad at the end.
+class SummaryReporter : public benchmark::ConsoleReporter {
+public:
+    void ReportRuns(const std::vector<Run>& runs) override {
+        ConsoleReporter::ReportRuns(runs);
+        for (const Run& r : runs) {
+            if (r.error_occurred) continue;
+            const bool median = r.run_type == Run::RT_Aggregate && r.aggregate_name == "median";
+            if (r.run_type == Run::RT_Aggregate && !median) continue;
+            std::string name = r.run_name.str();
+            if (name.size() > 10 && name.compare(name.size() - 10, 10, "/real_time") == 0) name.resize(name.size() - 10);
+            auto it = r.counters.find("BYTES");
+            if (it == r.counters.end()) continue;
+            // The counter is a rate over wall time; scale it to CPU time for the other figure.
+            Rate& rate = rates_[name];
+            if (!median && rate.from_median) continue;
+            const double wall = r.GetAdjustedRealTime(), cpu = r.GetAdjustedCPUTime();
+            rate.wall = it->second.value;
+            rate.cpu = cpu > 0 ? it->second.value * wall / cpu : 0.0;
+            rate.from_median = median;
+        }
+    }
+    void Finalize() override {
+        ConsoleReporter::Finalize();
+        std::FILE* out = stdout;
+        fmt::print(out, "\nsummary (GB/s = 1e9 bytes/s; AdamW 28 bytes per parameter; triad 12 bytes per element, STREAM's count;\n"
+                        "1 thread by main-thread CPU time, 2 threads by wall time)\n");
+        const char* sizes[][3] = {{"160 MB (in L3) ", "adamw", "triad_l3"}, {"1 GiB (DRAM)   ", "adamw_dram", "triad_dram"}};
+        for (const auto& sz : sizes)
+            for (int t : {1, 2}) {
+                const double adam = pick(fmt::format("{}/{}", sz[1], t), t), triad = pick(fmt::format("{}/{}", sz[2], t), t);
+                if (adam <= 0 || triad <= 0) continue;
+                fmt::print(out, "{} {} thr: AdamW {:6.1f} GB/s  triad {:6.1f} GB/s  AdamW / triad {:.2f}\n", sz[0], t, adam / 1e9, triad / 1e9,
+                           adam / triad);
+            }
+        for (const char* z : {"zero_grad", "zero_grad_dram"})
+            for (int t : {1, 2}) {
+                const double r = pick(fmt::format("{}/{}", z, t), t);
+                if (r > 0) fmt::print(out, "{:<15} {} thr: {:6.1f} GB/s (4 bytes written per parameter)\n", z, t, r / 1e9);
+            }
+    }
+
+private:
+    struct Rate {
+        double wall = 0, cpu = 0;
+        bool from_median = false;
+    };
+    double pick(const std::string& name, int threads) const {
+        auto it = rates_.find(name);
+        if (it == rates_.end()) return 0.0;
+        return threads == 1 ? it->second.cpu : it->second.wall;
+    }
+    std::map<std::string, Rate> rates_;
+};
 
 }  // namespace
 
-BENCHMARK(bm_adamw)->Name("adamw")->Arg(1)->Arg(2)->Unit(benchmark::kMillisecond)->UseRealTime();
-BENCHMARK(bm_relu_fwd)->Name("relu_fwd");
-BENCHMARK(bm_relu_bwd)->Name("relu_bwd");
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    for (int t : {1, 2}) {
+        const auto args = [t](benchmark::internal::Benchmark* b) { b->Arg(t)->Unit(benchmark::kMillisecond)->UseRealTime(); };
+        args(benchmark::RegisterBenchmark("adamw", bm_adamw, params_l3));
+        args(benchmark::RegisterBenchmark("triad_l3", bm_triad, params_l3 * 16 / 12));
+        args(benchmark::RegisterBenchmark("adamw_dram", bm_adamw, params_dram));
+        args(benchmark::RegisterBenchmark("triad_dram", bm_triad, params_dram * 16 / 12));
+        args(benchmark::RegisterBenchmark("zero_grad", bm_zero_grad, params_l3));
+        args(benchmark::RegisterBenchmark("zero_grad_dram", bm_zero_grad, params_dram));
+    }
+    benchmark::RegisterBenchmark("relu_fwd", bm_relu_fwd);
+    benchmark::RegisterBenchmark("relu_bwd", bm_relu_bwd);
+    // The summary needs the console format; --benchmark_format=json (compare.sh) keeps the default reporter.
+    bool console = true;
+    for (int i = 1; i < argc; ++i)
+        if (std::strncmp(argv[i], "--benchmark_format=", 19) == 0 && std::strcmp(argv[i] + 19, "console") != 0) console = false;
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    if (console) {
+        SummaryReporter reporter;
+        benchmark::RunSpecifiedBenchmarks(&reporter);
+    } else {
+        benchmark::RunSpecifiedBenchmarks();
+    }
+    benchmark::Shutdown();
+    return 0;
+}

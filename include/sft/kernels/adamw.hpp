@@ -1,6 +1,8 @@
 /// @file adamw.hpp
 /// Fused optimizer update kernels: one pass over a parameter tensor and its gradient and state
-/// (p, g, m, v[, v_max] for Adam/AdamW; p, g[, buf] for SGD), each element read and written once.
+/// (p, g, m, v[, v_max] for Adam/AdamW; p, g[, buf] for SGD), each element read and written once;
+/// and the sum of squares of gradient clipping (add_squares). The optimizers run them on ranges
+/// of their parameters, threaded (optim/detail/flat_pass.hpp).
 /// Scalar references in sft::kernels::reference; the SIMD versions (xsimd) are chosen at compile
 /// time through kernels/simd.hpp. Internal: namespace sft::kernels. Kernels never throw.
 ///
@@ -204,6 +206,29 @@ void sgd_update(T* p, const T* g, T* buf, std::size_t n, const SgdCoefficients<T
 #else
     reference::sgd_update(p, g, buf, n, c, first);
 #endif
+}
+
+/// Lanes of add_squares: independent double accumulators (one AVX-512 register of doubles).
+inline constexpr std::size_t square_lanes = 8;
+
+/// acc[i % 8] += double(x[i])^2 for i < n: the sum of squares of a gradient norm, accumulated in
+/// double so that a model's millions of terms lose nothing visible in T. Eight independent
+/// accumulators let the compiler vectorize without reassociating anything: the result is a fixed
+/// function of x and n.
+template <class T>
+void add_squares(const T* x, std::size_t n, double (&acc)[square_lanes]) noexcept {
+    constexpr std::size_t w = square_lanes;
+    const std::size_t body = n / w * w;
+    std::size_t i = 0;
+    for (; i < body; i += w)
+        for (std::size_t k = 0; k < w; ++k) {
+            const double d = static_cast<double>(x[i + k]);
+            acc[k] += d * d;
+        }
+    for (std::size_t k = 0; i < n; ++i, ++k) {
+        const double d = static_cast<double>(x[i]);
+        acc[k] += d * d;
+    }
 }
 
 }  // namespace sft::kernels

@@ -17,12 +17,14 @@
 
 #include <sft/error.hpp>
 #include <sft/nn/module.hpp>
+#include <sft/optim/detail/flat_pass.hpp>
 #include <sft/optim/optimizer_base.hpp>
 #include <sft/optim/param_groups.hpp>
 #include <sft/tensor.hpp>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <map>
@@ -69,8 +71,8 @@ inline std::string join_keys(const std::vector<std::string>& keys) {
 }  // namespace detail
 
 /// Base of the optimizers of element type T: parameter groups, per-parameter state, state_dict.
-/// Derived classes give type_name(), state_names() and update(); step() calls update() once per
-/// trainable parameter. Frozen parameters (requires_grad() false at the time of step()) get no
+/// Derived classes give type_name(), state_names() and update(); step() calls update() on ranges
+/// of every trainable parameter, covering each element once, in one threaded pass. Frozen parameters (requires_grad() false at the time of step()) get no
 /// update, no decay and no state, as PyTorch skips parameters whose .grad is None.
 template <class T>
 class Optimizer : public OptimizerBase {
@@ -87,28 +89,53 @@ public:
     /// The optimizer's name in messages ("AdamW").
     virtual std::string type_name() const = 0;
 
-    /// Sets the gradient of every parameter of every group to zero (torch's zero_grad(set_to_none=False)).
+    /// Sets the gradient of every parameter of every group to zero (torch's zero_grad(set_to_none=False),
+    /// the default of torch 1.13). One pass over all gradients as one flat array, cut into chunks
+    /// of at least 16K elements on sft's pool (optim/detail/flat_pass.hpp); allocates nothing.
+    /// There is no set_to_none: sft's gradients are always allocated and backward adds into them.
     void zero_grad() noexcept override {
-        for (auto& s : slots_) s.param->grad().zero_();
+        flat_.clear();  // capacity reserved for every slot at construction: no allocation
+        std::size_t total = 0;
+        for (auto& s : slots_) {
+            flat_.push_back(Flat{total, s.param->grad().numel(), &s, false});
+            total = detail::round_up(total + flat_.back().size, detail::flat_align<T>());
+        }
+        detail::flat_pass(flat_.data(), flat_.size(), total, detail::flat_align<T>(), [](const Flat& f, std::size_t lo, std::size_t hi) {
+            std::fill(f.slot->param->grad().data() + lo, f.slot->param->grad().data() + hi, T(0));
+        });
     }
 
     /// One update of every trainable parameter from its gradient. The state of a parameter is
-    /// allocated (zero) the first time it is stepped; later steps allocate nothing.
+    /// allocated (zero) the first time it is stepped; later steps allocate nothing. All trainable
+    /// parameters of all groups are updated in one pass, as one flat array cut into chunks of at
+    /// least 16K elements by its size only (optim/detail/flat_pass.hpp) on sft's pool: each
+    /// element is read and written once, small tensors share a chunk, and since every element is
+    /// updated on its own the result does not depend on the number of threads.
     /// Throws sft::Error (kind shape) naming the parameter if its value was replaced by a tensor
-    /// of another size than its gradient or its state (the kernels would run past them).
+    /// of another size than its gradient or its state (the kernels would run past them); nothing
+    /// is modified then.
     void step() override {
-        for (auto& s : slots_) {
+        for (const auto& s : slots_) {
             if (!s.param->requires_grad()) continue;
             const std::size_t n = s.param->value().numel();
             if (s.param->grad().numel() != n || (s.has_state && !s.buffers.empty() && s.buffers[0].numel() != n))
                 throw Error(ErrorKind::shape, fmt::format("{} step: parameter '{}' has value {}, gradient {}{}", type_name(), s.param->name(),
                                                           s.param->value().shape().str(), s.param->grad().shape().str(),
                                                           s.buffers.empty() ? std::string() : ", state " + s.buffers[0].shape().str()));
+        }
+        flat_.clear();  // capacity reserved for every slot at construction: no allocation
+        std::size_t total = 0;
+        for (auto& s : slots_) {
+            if (!s.param->requires_grad()) continue;
             const bool first = !s.has_state;
             if (first) init_state(s);
             ++s.step;
-            update(s, groups_[s.group], first);
+            flat_.push_back(Flat{total, s.param->value().numel(), &s, first});
+            total = detail::round_up(total + flat_.back().size, detail::flat_align<T>());
         }
+        detail::flat_pass(flat_.data(), flat_.size(), total, detail::flat_align<T>(), [this](const Flat& f, std::size_t lo, std::size_t hi) {
+            update(*f.slot, groups_[f.slot->group], f.first, lo, hi);
+        });
         ++steps_;
     }
 
@@ -274,15 +301,18 @@ protected:
             groups_.push_back(std::move(g));
         }
         if (count == 0) throw Error(ErrorKind::invalid_argument, fmt::format("{}: got an empty parameter list", name));
+        flat_.reserve(slots_.size());
     }
 
     /// Names of the per-parameter state tensors, each of the parameter's shape ("exp_avg", ...).
     virtual std::vector<std::string> state_names() const = 0;
     /// Whether the per-parameter step count belongs to the state (Adam: yes; SGD: no).
     virtual bool saves_step() const noexcept { return true; }
-    /// The update rule of one trainable parameter; `first` on its first step (state just zeroed),
-    /// s.step already counts this step.
-    virtual void update(Slot& s, const Group& g, bool first) = 0;
+    /// The update rule of one trainable parameter over its elements [begin, end); `first` on its
+    /// first step (state just zeroed), s.step already counts this step. step() calls it from
+    /// several threads at once for disjoint ranges of one parameter: it must touch only those
+    /// elements, modify nothing else (the slot included) and not throw.
+    virtual void update(Slot& s, const Group& g, bool first, std::size_t begin, std::size_t end) const noexcept = 0;
 
 private:
     void init_state(Slot& s) {
@@ -303,8 +333,17 @@ private:
                                                         "(add the layers to a Sequential)", type_name(), what, s.param->name()));
     }
 
+    /// One tensor of a flat pass (detail::flat_pass): its place in the flat space and its slot.
+    struct Flat {
+        std::size_t offset = 0;  ///< first element in the flat space
+        std::size_t size = 0;    ///< number of elements
+        Slot* slot = nullptr;
+        bool first = false;      ///< step(): the parameter's first step
+    };
+
     std::vector<Group> groups_;
     std::vector<Slot> slots_;
+    std::vector<Flat> flat_;  // rebuilt by each step() and zero_grad() within its reserved capacity
     std::size_t steps_ = 0;
 };
 

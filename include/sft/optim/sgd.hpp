@@ -110,16 +110,18 @@ protected:
     }
     bool saves_step() const noexcept override { return false; }
 
-    void update(typename Optimizer<T>::Slot& s, const typename Optimizer<T>::Group& g, bool first) override {
-        // d = g + wd p; buf = d (first) or mu buf + (1 - tau) d; d = d + mu buf (nesterov) or buf; p -= lr d.
+    void update(typename Optimizer<T>::Slot& s, const typename Optimizer<T>::Group& g, bool first, std::size_t b,
+                std::size_t e) const noexcept override {
+        // Over elements [b, e): d = g + wd p; buf = d (first) or mu buf + (1 - tau) d;
+        // d = d + mu buf (nesterov) or buf; p -= lr d.
         kernels::SgdCoefficients<T> c;
         c.neg_lr = static_cast<T>(-g.lr);
         c.weight_decay = static_cast<T>(g.weight_decay);
         c.momentum = static_cast<T>(options_.momentum());
         c.one_minus_dampening = static_cast<T>(1.0 - options_.dampening());
         c.nesterov = options_.nesterov();
-        Tensor<T>& p = s.param->value();
-        kernels::sgd_update(p.data(), s.param->grad().data(), s.buffers.empty() ? nullptr : s.buffers[0].data(), p.numel(), c, first);
+        kernels::sgd_update(s.param->value().data() + b, s.param->grad().data() + b, s.buffers.empty() ? nullptr : s.buffers[0].data() + b,
+                            e - b, c, first);
     }
 
 private:

@@ -86,7 +86,7 @@ private:
 };
 
 /// The optimizer of Adam and AdamW: per parameter "exp_avg", "exp_avg_sq", "max_exp_avg_sq"
-/// (amsgrad) and "step"; one fused pass of kernels::adam_update per parameter and step.
+/// (amsgrad) and "step"; each step one fused pass of kernels::adam_update over all parameters.
 /// `Options::optimizer_name` names it; `Decoupled` picks AdamW's decay.
 template <class T, class Options, bool Decoupled>
 class AdamFamily : public Optimizer<T> {
@@ -115,15 +115,15 @@ protected:
         return {"exp_avg", "exp_avg_sq"};
     }
 
-    void update(typename Optimizer<T>::Slot& s, const typename Optimizer<T>::Group& g, bool) override {
-        // The per-tensor scalars as torch forms them in Python (double), then one fused pass:
-        // decay (p *= 1 - lr wd when decoupled, else g += wd p); m, v moments; [v_max];
-        // p += -lr/(1 - b1^t) * m / (sqrt(v)/sqrt(1 - b2^t) + eps).
+    void update(typename Optimizer<T>::Slot& s, const typename Optimizer<T>::Group& g, bool, std::size_t b,
+                std::size_t e) const noexcept override {
+        // The per-tensor scalars as torch forms them in Python (double), then one fused pass over
+        // elements [b, e): decay (p *= 1 - lr wd when decoupled, else g += wd p); m, v moments;
+        // [v_max]; p += -lr/(1 - b1^t) * m / (sqrt(v)/sqrt(1 - b2^t) + eps).
         const auto c = kernels::adam_coefficients<T>(g.lr, options_.betas().first, options_.betas().second, options_.eps(),
                                                      g.weight_decay, Decoupled, static_cast<double>(s.step));
-        Tensor<T>& p = s.param->value();
-        kernels::adam_update(p.data(), s.param->grad().data(), s.buffers[0].data(), s.buffers[1].data(),
-                             options_.amsgrad() ? s.buffers[2].data() : nullptr, p.numel(), c);
+        kernels::adam_update(s.param->value().data() + b, s.param->grad().data() + b, s.buffers[0].data() + b,
+                             s.buffers[1].data() + b, options_.amsgrad() ? s.buffers[2].data() + b : nullptr, e - b, c);
     }
 
 private:
