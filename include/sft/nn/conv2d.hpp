@@ -7,6 +7,7 @@
 #include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/gemm.hpp>
 #include <sft/kernels/im2col.hpp>
+#include <sft/kernels/reduce.hpp>
 #include <sft/nn/module.hpp>
 
 #include <algorithm>
@@ -242,14 +243,7 @@ public:
                         std::copy_n(gy + (s * out_c + o) * p, p, m + o * cols + (s - s0) * p);
                 gm = m;
             }
-            if (db) {  // db_task[out] = sum over S*P of dy
-                T* pb = partial_db_.data() + t * out_c;
-                for (std::size_t o = 0; o < out_c; ++o) {
-                    T acc = T(0);
-                    for (std::size_t i = 0; i < cols; ++i) acc += gm[o * cols + i];
-                    pb[o] = acc;
-                }
-            }
+            if (db) kernels::row_sums(gm, out_c, cols, partial_db_.data() + t * out_c);  // db_task[out] = sum over S*P of dy
             T* col = detail::ConvScratch<T>::grow(scratch.col, k * cols);
             if (dw) {
                 for (std::size_t s = s0; s < s1; ++s) kernels::im2col<T>(g, x + s * in_stride, col + (s - s0) * p, cols);

@@ -183,28 +183,49 @@ private:
     // Whether v replaces the running max m: larger, or NaN (as PyTorch's CPU kernel).
     static bool wins(T v, T m) noexcept { return v > m || v != v; }
 
-    // 2x2 windows of stride 2 without padding, branch-free: candidates in row-major order.
-    static void max_2x2(const kernels::ConvGeometry& g, const T* xp, T* yp, std::uint32_t* ap) noexcept {
-        const std::size_t oh = g.out_h(), ow = g.out_w(), w = g.width;
+    // 2x2 windows of stride 2 without padding, branch-free, in two passes that vectorise: the
+    // winner of each horizontal pair of the 2*OH rows used (one long loop when W == 2*OW), then
+    // the winner of the two pairs above each other. Same result as the row-major scan of a window:
+    // the first maximum in the row wins ties, the top row wins a tie between rows, a NaN wins and
+    // the last NaN in row-major order wins among NaNs.
+    static void max_2x2(const kernels::ConvGeometry& g, const T* xp, T* yp, std::uint32_t* ap) {
+        const std::size_t oh = g.out_h(), ow = g.out_w(), w = g.width, rows = 2 * oh;
+        static thread_local std::vector<T> hv;
+        static thread_local std::vector<std::uint32_t> hi;
+        if (hv.size() < rows * ow) {
+            hv.resize(rows * ow);
+            hi.resize(rows * ow);
+        }
+        T* __restrict h = hv.data();
+        std::uint32_t* __restrict hx = hi.data();
+        auto pairs = [&](const T* __restrict x, std::size_t count, T* __restrict hout, std::uint32_t* __restrict iout) {
+            for (std::size_t i = 0; i < count; ++i) {
+                const T a = x[2 * i], b = x[2 * i + 1];
+                const bool wb = b > a || b != b;
+                hout[i] = wb ? b : a;
+                iout[i] = std::uint32_t(2 * i) + (wb ? 1u : 0u);
+            }
+        };
+        if (w == 2 * ow) {
+            pairs(xp, rows * ow, h, hx);  // in-plane column index plus row offset: fixed below
+        } else {
+            for (std::size_t r = 0; r < rows; ++r) pairs(xp + r * w, ow, h + r * ow, hx + r * ow);
+        }
         for (std::size_t oy = 0; oy < oh; ++oy) {
-            const T* r0 = xp + 2 * oy * w;
-            const T* r1 = r0 + w;
-            const std::uint32_t base = std::uint32_t(2 * oy * w);
+            const T* __restrict top = h + 2 * oy * ow;
+            const T* __restrict bot = top + ow;
+            const std::uint32_t* __restrict ti = hx + 2 * oy * ow;
+            const std::uint32_t* __restrict bi = ti + ow;
+            T* __restrict y = yp + oy * ow;
+            std::uint32_t* __restrict am = ap + oy * ow;
+            // The index of a pair: flat in the plane when W == 2*OW, else the column in its row.
+            const std::uint32_t top_base = w == 2 * ow ? 0u : std::uint32_t(2 * oy * w);
+            const std::uint32_t bot_base = w == 2 * ow ? 0u : std::uint32_t((2 * oy + 1) * w);
             for (std::size_t ox = 0; ox < ow; ++ox) {
-                const T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1];
-                T m = a;
-                std::uint32_t i = 0;
-                const bool wb = wins(b, m);
-                m = wb ? b : m;
-                i = wb ? 1u : i;
-                const bool wc = wins(c, m);
-                m = wc ? c : m;
-                i = wc ? std::uint32_t(w) : i;
-                const bool wd = wins(d, m);
-                m = wd ? d : m;
-                i = wd ? std::uint32_t(w + 1) : i;
-                yp[oy * ow + ox] = m;
-                ap[oy * ow + ox] = base + std::uint32_t(2 * ox) + i;
+                const T t = top[ox], u = bot[ox];
+                const bool wu = u > t || u != u;
+                y[ox] = wu ? u : t;
+                am[ox] = wu ? bot_base + bi[ox] : top_base + ti[ox];
             }
         }
     }
