@@ -186,3 +186,16 @@ TEST_CASE("sgd_update: five steps follow torch's SGD formula", "[kernels][adamw]
         for (std::size_t i = 0; i < n; ++i) CHECK(p[i] == Approx(static_cast<double>(P[i])).epsilon(1e-13).margin(1e-14));
     }
 }
+
+TEST_CASE("add_squares: lane i % 8 gets x[i]^2 in double, on odd sizes", "[kernels][adamw][clip]") {
+    for (std::size_t n : sizes) {
+        INFO("n " << n);
+        const auto x = random_values<float>(n, n + 11, -3, 3);
+        double acc[sft::kernels::square_lanes] = {1, 2, 3, 4, 5, 6, 7, 8};
+        double expected[sft::kernels::square_lanes] = {1, 2, 3, 4, 5, 6, 7, 8};
+        sft::kernels::add_squares(x.data(), n, acc);
+        for (std::size_t i = 0; i < n; ++i) expected[i % 8] += static_cast<double>(x[i]) * static_cast<double>(x[i]);
+        // A float squared is exact in double, so the same additions in the same order agree to the bit.
+        for (std::size_t k = 0; k < sft::kernels::square_lanes; ++k) CHECK(acc[k] == expected[k]);
+    }
+}
