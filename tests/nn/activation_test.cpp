@@ -167,8 +167,12 @@ TEST_CASE("Activations: backward without need_input_grad, repeated backward, err
     CHECK_THROWS_WITH(model.at("squash").backward(Tensor<float>()), Catch::Contains("Sigmoid 'squash'") && Catch::Contains("undefined"));
     CHECK_THROWS_WITH(act.forward(Tensor<float>()), Catch::Contains("GELU 'act'") && Catch::Contains("undefined"));
     CHECK_FALSE(act.backward(Tensor<float>({2, 3}, 1.0f), false).defined());
+    // backward releases the cache, as PyTorch frees saved tensors: a second one needs a new forward.
+    CHECK_THROWS_WITH(act.backward(Tensor<float>({2, 3}, 1.0f)), Catch::Contains("GELU 'act'") && Catch::Contains("before forward"));
+    model.forward(x);
     const Tensor<float> g1 = act.backward(Tensor<float>({2, 3}, 1.0f));
-    const Tensor<float> g2 = act.backward(Tensor<float>({2, 3}, 1.0f));  // the cache survives a backward
+    model.forward(x);
+    const Tensor<float> g2 = act.backward(Tensor<float>({2, 3}, 1.0f));
     CHECK(std::equal(g1.begin(), g1.end(), g2.begin()));
     CHECK(g1[1] == Approx(0.5f));  // gelu'(0) = Phi(0) = 0.5
     CHECK_THROWS_WITH(GELU<float>("fast"), Catch::Contains("GELU") && Catch::Contains("'fast'") && Catch::Contains("'tanh'"));

@@ -46,6 +46,8 @@ TEST_CASE("Dropout: training keeps 1 - p of the elements, scaled by 1 / (1 - p),
     for (auto& v : g) v = static_cast<float>(rng.uniform(-1, 1));
     const Tensor<float> dx = drop.backward(g);
     for (std::size_t i = 0; i < n; ++i) REQUIRE(dx[i] == (y[i] == 0.0f ? 0.0f : g[i] * scale));
+    CHECK_THROWS_WITH(drop.backward(g), Catch::Contains("before forward"));  // the mask was released
+    drop.forward(x);
     CHECK_FALSE(drop.backward(g, false).defined());
     // A second forward draws a new mask.
     const Tensor<float> y2 = drop.forward(x);

@@ -89,6 +89,8 @@ TEST_CASE("Embedding: init N(0, 1) as PyTorch, padding_idx row zero and without 
         CHECK(emb.weight().grad()(399, j) == 0.0);
         CHECK(emb.weight().grad()(5, j) == 2.0);  // repeated ids add up
     }
+    CHECK_THROWS_WITH(emb.backward(Tensor<double>({4, 50}, 1.0)), Catch::Contains("before forward"));  // one backward per forward
+    emb.forward(ids);
     CHECK_FALSE(emb.backward(Tensor<double>({4, 50}, 1.0), false).defined());
 }
 

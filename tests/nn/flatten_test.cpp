@@ -24,6 +24,8 @@ TEST_CASE("Flatten: [N, C, H, W] -> [N, C*H*W] by default, as a view", "[nn][fla
     const Tensor<float> dx = flat.backward(g);
     CHECK(dx.shape() == x.shape());
     CHECK(dx.data() == g.data());
+    CHECK_THROWS_WITH(flat.backward(g), Catch::Contains("before forward"));  // one backward per forward
+    flat.forward(x);
     CHECK_FALSE(flat.backward(g, false).defined());
 }
 

@@ -104,6 +104,9 @@ TEST_CASE("Linear: y = x W^T + b on a hand-computed example, gradients accumulat
     const std::vector<float> dw = {1 + 4, -1 + 1, 2, 0.5f, -1, 1};
     CHECK(std::vector<float>(fc.weight().grad().begin(), fc.weight().grad().end()) == dw);
     CHECK(std::vector<float>(fc.bias()->grad().begin(), fc.bias()->grad().end()) == std::vector<float>{3, 1, -1});
+    // backward released the saved input: a second one needs a new forward.
+    CHECK_THROWS_WITH(fc.backward(g), Catch::Contains("Linear") && Catch::Contains("before forward"));
+    fc.forward(x);
     CHECK_FALSE(fc.backward(g, false).defined());  // parameter gradients still accumulate
     CHECK(std::vector<float>(fc.bias()->grad().begin(), fc.bias()->grad().end()) == std::vector<float>{6, 2, -2});
     CHECK(fc.weight().grad()[0] == 10.0f);

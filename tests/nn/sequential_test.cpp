@@ -146,7 +146,10 @@ TEST_CASE("backward: frozen parameters get no gradient, it stops below the lowes
     for (double v : fc2.weight().grad()) CHECK(v == 0.0);
 
     // Asked for the input gradient (the default), every layer runs and the input gradient is right.
+    // (backward released what forward saved: a second backward needs a new forward.)
     model.unfreeze();
+    CHECK_THROWS_WITH(model.backward(g), Catch::Contains("Linear 'fc3'") && Catch::Contains("before forward"));
+    model.forward(x);
     Tensor<double> gx = model.backward(g);
     CHECK(fc1.backward_calls == 1);
     CHECK(gx.shape() == x.shape());

@@ -3,7 +3,9 @@
 /// erf, and the tanh approximation), Tanh and Sigmoid. Scalar references in
 /// sft::kernels::reference; the xsimd versions are chosen at compile time through
 /// kernels/simd.hpp and finish the tail that is shorter than a batch with the reference.
-/// Pointers need no alignment; outputs may alias inputs element for element (in place).
+/// Pointers need no alignment; outputs may alias inputs element for element (in place). Large
+/// arrays run on sft's thread pool in ranges aligned to the SIMD width (kernels::parallel_ranges),
+/// so results do not depend on the number of threads.
 /// Internal: namespace sft::kernels. Kernels never throw.
 ///
 /// Formulas, as PyTorch 1.13's CPU kernels (aten/src/ATen/native/cpu/Activation.cpp,
@@ -23,6 +25,8 @@
 #pragma once
 
 #include <sft/config.hpp>
+#include <sft/kernels/elementwise.hpp>
+#include <sft/kernels/reduce.hpp>
 #include <sft/kernels/simd.hpp>
 
 #include <cmath>
@@ -152,6 +156,9 @@ std::size_t backward_body(const T* dy, const T* v, T* dx, std::size_t n, Op op) 
 
 }  // namespace activation_detail
 #endif
+
+/// The single-threaded kernels: what each task of the threaded ones below runs on its range.
+namespace serial {
 
 /// y[i] = relu(x[i]), i < n (see the file comment). y may alias x.
 template <class T>
@@ -284,6 +291,134 @@ void sigmoid_backward(const T* dy, const T* y, T* dx, std::size_t n) noexcept {
     i = activation_detail::backward_body(dy, y, dx, n, [&](const B& g, const B& v) { return g * ((one - v) * v); });
 #endif
     reference::sigmoid_backward(dy + i, y + i, dx + i, n - i);
+}
+
+}  // namespace serial
+
+/// y[i] = relu(x[i]), i < n; threaded above 2 * parallel_grain elements (same results). y may alias x.
+template <class T>
+void relu_forward(const T* x, T* y, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::relu_forward(x + i, y + i, e - i); });
+}
+
+/// y[i] = gelu(x[i]), exact, i < n; threaded above 2 * parallel_grain elements (same results). y may alias x.
+template <class T>
+void gelu_forward(const T* x, T* y, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::gelu_forward(x + i, y + i, e - i); });
+}
+
+/// y[i] = gelu_tanh(x[i]), the tanh approximation, i < n; threaded above 2 * parallel_grain elements (same results). y may alias x.
+template <class T>
+void gelu_tanh_forward(const T* x, T* y, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::gelu_tanh_forward(x + i, y + i, e - i); });
+}
+
+/// y[i] = tanh(x[i]), i < n; threaded above 2 * parallel_grain elements (same results). y may alias x.
+template <class T>
+void tanh_forward(const T* x, T* y, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::tanh_forward(x + i, y + i, e - i); });
+}
+
+/// y[i] = 1 / (1 + exp(-x[i])), i < n; threaded above 2 * parallel_grain elements (same results). y may alias x.
+template <class T>
+void sigmoid_forward(const T* x, T* y, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::sigmoid_forward(x + i, y + i, e - i); });
+}
+
+/// dx[i] = y[i] > 0 ? dy[i] : 0 from the forward output y; threaded above 2 * parallel_grain elements (same results). dx may alias dy.
+template <class T>
+void relu_backward(const T* dy, const T* y, T* dx, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::relu_backward(dy + i, y + i, dx + i, e - i); });
+}
+
+/// dx[i] = dy[i] * gelu'(x[i]) from the forward input x; threaded above 2 * parallel_grain elements (same results). dx may alias dy.
+template <class T>
+void gelu_backward(const T* dy, const T* x, T* dx, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::gelu_backward(dy + i, x + i, dx + i, e - i); });
+}
+
+/// dx[i] = dy[i] * gelu_tanh'(x[i]) from the forward input x; threaded above 2 * parallel_grain elements (same results). dx may alias dy.
+template <class T>
+void gelu_tanh_backward(const T* dy, const T* x, T* dx, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::gelu_tanh_backward(dy + i, x + i, dx + i, e - i); });
+}
+
+/// dx[i] = dy[i] * (1 - y[i]^2) from the forward output y; threaded above 2 * parallel_grain elements (same results). dx may alias dy.
+template <class T>
+void tanh_backward(const T* dy, const T* y, T* dx, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::tanh_backward(dy + i, y + i, dx + i, e - i); });
+}
+
+/// dx[i] = dy[i] * y[i] (1 - y[i]) from the forward output y; threaded above 2 * parallel_grain elements (same results). dx may alias dy.
+template <class T>
+void sigmoid_backward(const T* dy, const T* y, T* dx, std::size_t n) noexcept {
+    parallel_ranges(n, [=](std::size_t i, std::size_t e) { serial::sigmoid_backward(dy + i, y + i, dx + i, e - i); });
+}
+
+namespace serial {
+/// relu_backward and the column sums of its result in one pass over the columns j < cols of
+/// row-major matrices with leading dimension ld: dz[r, j] = y[r, j] > 0 ? dy[r, j] : 0, then
+/// db[j] += dz[r, j] with the rows added in the order and grouping of add_col_sums, so that the
+/// result equals relu_backward followed by add_col_sums bit for bit.
+template <class T>
+void relu_backward_bias(const T* dy, const T* y, T* dz, std::size_t rows, std::size_t cols, std::size_t ld, T* db) noexcept {
+#if SFT_KERNELS_SIMD
+    using B = Batch<T>;
+    constexpr std::size_t w = B::size;
+    const std::size_t body = cols / w * w;
+    const B zero(T(0));
+    const auto grad = [&](std::size_t o) {  // the SIMD relu_backward of one batch, stored, returned
+        const B d = xsimd::select(B::load_unaligned(y + o) > zero, B::load_unaligned(dy + o), zero);
+        d.store_unaligned(dz + o);
+        return d;
+    };
+    const auto grad1 = [&](std::size_t o) { return dz[o] = y[o] > T(0) ? dy[o] : T(0); };
+    const std::size_t rows4 = rows / 4 * 4;
+    std::size_t r = 0;
+    for (; r < rows4; r += 4) {
+        const std::size_t o0 = r * ld, o1 = o0 + ld, o2 = o1 + ld, o3 = o2 + ld;
+        for (std::size_t j = 0; j < body; j += w) {
+            B acc = B::load_unaligned(db + j);
+            acc += grad(o0 + j);
+            acc += grad(o1 + j);
+            acc += grad(o2 + j);
+            acc += grad(o3 + j);
+            acc.store_unaligned(db + j);
+        }
+        for (std::size_t j = body; j < cols; ++j) {
+            const T d0 = grad1(o0 + j), d1 = grad1(o1 + j), d2 = grad1(o2 + j), d3 = grad1(o3 + j);
+            db[j] = db[j] + d0 + d1 + d2 + d3;
+        }
+    }
+    for (; r < rows; ++r) {
+        const std::size_t o = r * ld;
+        for (std::size_t j = 0; j < body; j += w) (B::load_unaligned(db + j) + grad(o + j)).store_unaligned(db + j);
+        for (std::size_t j = body; j < cols; ++j) db[j] += grad1(o + j);
+    }
+#else
+    for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t j = 0; j < cols; ++j) {
+            const std::size_t o = r * ld + j;
+            dz[o] = y[o] > T(0) ? dy[o] : T(0);
+            db[j] += dz[o];
+        }
+#endif
+}
+}  // namespace serial
+
+/// The backward of a linear layer's bias followed by ReLU, fused: dz = dy where y > 0, else 0
+/// (relu_backward from the output y), and db[j] += sum_r dz[r, j] (add_col_sums) in the same pass
+/// over [rows, cols]; db may be nullptr (no bias gradient). Bit-identical to relu_backward then
+/// add_col_sums; threaded over blocks of columns like add_col_sums. dz must not overlap dy or y.
+template <class T>
+void relu_backward_bias(const T* dy, const T* y, T* dz, std::size_t rows, std::size_t cols, T* db) noexcept {
+    if (!db) {
+        relu_backward(dy, y, dz, rows * cols);
+        return;
+    }
+    parallel_col_blocks(rows, cols, [=](std::size_t c0, std::size_t c1) {
+        serial::relu_backward_bias(dy + c0, y + c0, dz + c0, rows, c1 - c0, cols, db + c0);
+    });
 }
 
 }  // namespace sft::kernels

@@ -10,6 +10,7 @@
 #pragma once
 
 #include <sft/config.hpp>
+#include <sft/kernels/reduce.hpp>
 #include <sft/kernels/simd.hpp>
 
 #include <cmath>
@@ -162,6 +163,56 @@ void layernorm_backward_row(const T* dy, const T* x, std::size_t n, T mean, T rs
 #else
     reference::layernorm_backward_row(dy, x, n, mean, rstd, w, dx, dw, db);
 #endif
+}
+
+namespace serial {
+/// The parameter gradients of layer normalisation for the columns j < cols of [rows, *] matrices
+/// with leading dimension ld: dw[j] += sum_r dy[r, j] * xhat[r, j], db[j] += sum_r dy[r, j], rows in
+/// order, with the operations of layernorm_backward_row (so the results equal its per-row calls
+/// bit for bit). mean and rstd hold one value per row; dw or db may be nullptr.
+template <class T>
+void layernorm_backward_params(const T* dy, const T* x, std::size_t rows, std::size_t cols, std::size_t ld, const T* mean,
+                               const T* rstd, T* dw, T* db) noexcept {
+    for (std::size_t r = 0; r < rows; ++r) {
+        const T* d = dy + r * ld;
+        const T* xr = x + r * ld;
+        std::size_t j = 0;
+#if SFT_KERNELS_SIMD
+        using B = Batch<T>;
+        constexpr std::size_t lanes = B::size;
+        const B vmu(mean[r]), vr(rstd[r]);
+        for (; j < cols / lanes * lanes; j += lanes) {
+            const B g = B::load_unaligned(d + j);
+            if (dw) xsimd::fma(g, (B::load_unaligned(xr + j) - vmu) * vr, B::load_unaligned(dw + j)).store_unaligned(dw + j);
+            if (db) (B::load_unaligned(db + j) + g).store_unaligned(db + j);
+        }
+        for (; j < cols; ++j) {
+            if (dw) dw[j] += d[j] * ((xr[j] - mean[r]) * rstd[r]);
+            if (db) db[j] += d[j];
+        }
+#else
+        using Acc = reference::LayerNormAcc<T>;
+        for (; j < cols; ++j) {
+            if (dw) dw[j] += static_cast<T>(d[j] * ((Acc(xr[j]) - mean[r]) * rstd[r]));
+            if (db) db[j] += d[j];
+        }
+#endif
+    }
+}
+}  // namespace serial
+
+/// The parameter gradients of layer normalisation over rows of n elements: dw[j] += sum_r dy[r, j]
+/// * xhat[r, j] and db[j] += sum_r dy[r, j] (each may be nullptr), xhat = (x - mean[r]) * rstd[r].
+/// Threaded over blocks of columns (parallel_col_blocks): each column is summed by one task in
+/// row order, as per-row layernorm_backward_row calls do, so the result is bit-identical to them
+/// for every thread count.
+template <class T>
+void layernorm_backward_params(const T* dy, const T* x, std::size_t rows, std::size_t n, const T* mean, const T* rstd, T* dw,
+                               T* db) noexcept {
+    if (!dw && !db) return;
+    parallel_col_blocks(rows, n, [=](std::size_t c0, std::size_t c1) {
+        serial::layernorm_backward_params(dy + c0, x + c0, rows, c1 - c0, n, mean, rstd, dw ? dw + c0 : nullptr, db ? db + c0 : nullptr);
+    });
 }
 
 }  // namespace sft::kernels

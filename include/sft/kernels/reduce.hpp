@@ -9,10 +9,13 @@
 /// then add the lanes pairwise (reduce_lanes) and the tail. Their error is bounded by about
 /// (n / lanes + lanes + tail) * eps * sum |x_i|, smaller than a sequential float sum's n * eps * sum |x_i|.
 /// Column sums add whole rows lane-wise in T on both paths: the same operations in the same order,
-/// so both paths agree bit for bit.
+/// so both paths agree bit for bit. Large column sums run on sft's pool, one block of columns per
+/// task (parallel_col_blocks): each column is still summed by one thread in row order, so the
+/// result does not depend on the number of threads.
 #pragma once
 
 #include <sft/config.hpp>
+#include <sft/kernels/elementwise.hpp>
 #include <sft/kernels/simd.hpp>
 
 #include <algorithm>
@@ -115,10 +118,11 @@ void row_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
 #endif
 }
 
-/// out[j] += sum_r x[r, j] for a row-major x[rows, cols] (out[cols] must not overlap x): the bias
-/// gradient db += column sums of dy. Vectorised across columns, rows added in order.
+namespace serial {
+/// out[j] += sum_r x[r, j] for j < cols of a row-major x with leading dimension ld >= cols, on the
+/// calling thread: what each task of add_col_sums below runs on its block of columns.
 template <class T>
-void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+void add_col_sums(const T* x, std::size_t rows, std::size_t cols, std::size_t ld, T* out) noexcept {
 #if SFT_KERNELS_SIMD
     using B = Batch<T>;
     constexpr std::size_t w = B::size;
@@ -129,8 +133,8 @@ void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexce
     const std::size_t rows4 = rows / 4 * 4;
     std::size_t r = 0;
     for (; r < rows4; r += 4) {
-        const T* x0 = x + r * cols;
-        const T *x1 = x0 + cols, *x2 = x1 + cols, *x3 = x2 + cols;
+        const T* x0 = x + r * ld;
+        const T *x1 = x0 + ld, *x2 = x1 + ld, *x3 = x2 + ld;
         for (std::size_t j = 0; j < body; j += w) {
             B acc = B::load_unaligned(out + j);
             acc += B::load_unaligned(x0 + j);
@@ -142,13 +146,44 @@ void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexce
         for (std::size_t j = body; j < cols; ++j) out[j] = out[j] + x0[j] + x1[j] + x2[j] + x3[j];
     }
     for (; r < rows; ++r) {
-        const T* xr = x + r * cols;
+        const T* xr = x + r * ld;
         for (std::size_t j = 0; j < body; j += w) (B::load_unaligned(out + j) + B::load_unaligned(xr + j)).store_unaligned(out + j);
         for (std::size_t j = body; j < cols; ++j) out[j] += xr[j];
     }
 #else
-    reference::add_col_sums(x, rows, cols, out);
+    for (std::size_t r = 0; r < rows; ++r)  // as reference::add_col_sums, with a leading dimension
+        for (std::size_t j = 0; j < cols; ++j) out[j] += x[r * ld + j];
 #endif
+}
+}  // namespace serial
+
+/// Columns per block of the threaded column sums: a multiple of every SIMD width, so each column
+/// takes the same path (SIMD body or scalar tail) as in a single-threaded call.
+inline constexpr std::size_t col_block = 64;
+
+/// f(col_begin, col_end) over blocks of columns of a [rows, cols] matrix, each block a multiple of
+/// col_block columns (but the last) holding at least parallel_grain elements, on sft's pool; one
+/// call f(0, cols) below 2 * parallel_grain elements. The cut depends on rows and cols only. For
+/// reductions down the rows: each column is reduced by one task in row order, so the result is
+/// the single-threaded one bit for bit, whatever the number of threads.
+template <class F>
+void parallel_col_blocks(std::size_t rows, std::size_t cols, F&& f) noexcept {
+    if (rows * cols < 2 * parallel_grain || cols <= col_block) {
+        if (cols) f(std::size_t(0), cols);
+        return;
+    }
+    const std::size_t blocks = (cols + col_block - 1) / col_block;
+    const std::size_t min_cols = (parallel_grain + rows - 1) / std::max<std::size_t>(rows, 1);
+    const std::size_t grain = (min_cols + col_block - 1) / col_block;
+    sft::detail::parallel_for(blocks, grain, [&](std::size_t b0, std::size_t b1) { f(b0 * col_block, std::min(cols, b1 * col_block)); });
+}
+
+/// out[j] += sum_r x[r, j] for a row-major x[rows, cols] (out[cols] must not overlap x): the bias
+/// gradient db += column sums of dy. Vectorised across columns, rows added in order; threaded over
+/// blocks of columns above 2 * parallel_grain elements (bit-identical for every thread count).
+template <class T>
+void add_col_sums(const T* x, std::size_t rows, std::size_t cols, T* out) noexcept {
+    parallel_col_blocks(rows, cols, [=](std::size_t c0, std::size_t c1) { serial::add_col_sums(x + c0, rows, c1 - c0, cols, out + c0); });
 }
 
 /// out[j] = sum_r x[r, j] for a row-major x[rows, cols] (out[cols] must not overlap x).

@@ -6,12 +6,15 @@
 #pragma once
 
 #include <sft/error.hpp>
+#include <sft/kernels/elementwise.hpp>
 #include <sft/kernels/softmax.hpp>
 #include <sft/loss/loss.hpp>
+#include <sft/nn/module.hpp>
 #include <sft/tensor.hpp>
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -127,27 +130,35 @@ public:
         }
         const double scale = options_.reduction() != Reduction::mean ? 1.0 : (denom > 0.0 ? 1.0 / denom : 0.0);
 
-        // Outputs are reused from the last call when their shape matches and nobody else holds them.
+        // Outputs are reused from the last call when their shape matches and nobody else holds
+        // them (without need_grad the gradient buffer serves as the rows' scratch).
         const Shape loss_shape = targets.rank() == logits.rank() - 1 ? targets.shape() : Shape{rows};
-        reuse(losses_, loss_shape);
-        if (need_grad) reuse(grad_, logits.shape());
-        else scratch_.resize(classes);
+        nn::detail::reuse_or_empty(losses_, loss_shape);
+        nn::detail::reuse_or_empty(grad_, logits.shape());
         const T smoothing = static_cast<T>(options_.label_smoothing());
         const T weight_sum = w ? weight_sum_ : static_cast<T>(classes);
 
-        double total = 0.0;
-        for (std::size_t i = 0; i < rows; ++i) {
-            T* g = need_grad ? grad_.data() + i * classes : scratch_.data();
-            if (y[i] == options_.ignore_index()) {
-                losses_[i] = T(0);
-                if (need_grad) std::fill(g, g + classes, T(0));
-                continue;
+        // Rows are independent: on sft's pool when large. The loss is summed afterwards in row order,
+        // so it does not depend on the number of threads.
+        const std::int64_t ignore = options_.ignore_index();
+        const T tscale = static_cast<T>(scale);
+        const T* x = logits.data();
+        T* grad = grad_.data();
+        T* losses = losses_.data();
+        kernels::parallel_rows(rows, classes, [=](std::size_t r0, std::size_t r1) {
+            for (std::size_t i = r0; i < r1; ++i) {
+                T* g = grad + i * classes;
+                if (y[i] == ignore) {
+                    losses[i] = T(0);
+                    std::fill(g, g + classes, T(0));
+                    continue;
+                }
+                losses[i] = kernels::softmax_cross_entropy_row(x + i * classes, classes, static_cast<std::size_t>(y[i]), smoothing, w,
+                                                               weight_sum, tscale, g);
             }
-            const T li = kernels::softmax_cross_entropy_row(logits.data() + i * classes, classes, static_cast<std::size_t>(y[i]),
-                                                            smoothing, w, weight_sum, static_cast<T>(scale), g);
-            losses_[i] = li;
-            total += static_cast<double>(li);
-        }
+        });
+        double total = 0.0;
+        for (std::size_t i = 0; i < rows; ++i) total += static_cast<double>(losses[i]);
         has_grad_ = need_grad;
         logits_shape_ = logits.shape();
         denominator_ = denom;
@@ -173,7 +184,7 @@ public:
             throw Error(ErrorKind::shape, fmt::format("{}: grad_losses {}, expected {} (the shape of losses())", type_name(),
                                                       grad_losses.shape().str(), losses_.shape().str()));
         const std::size_t classes = logits_shape_[logits_shape_.rank() - 1];
-        Tensor<T> out = Tensor<T>::empty(logits_shape_);
+        Tensor<T>& out = nn::detail::reuse_or_empty(weighted_grad_, logits_shape_);
         for (std::size_t i = 0; i < losses_.numel(); ++i)
             for (std::size_t j = 0; j < classes; ++j) out[i * classes + j] = grad_losses[i] * grad_[i * classes + j];
         return out;
@@ -203,17 +214,12 @@ private:
         return classes;
     }
 
-    static void reuse(Tensor<T>& t, const Shape& shape) {
-        if (t.defined() && t.use_count() == 1 && t.numel() == shape.numel()) t = t.reshape(shape);
-        else t = Tensor<T>::empty(shape);
-    }
-
     CrossEntropyOptions options_;
     Tensor<T> weight_;
     T weight_sum_ = T(0);
     Tensor<T> losses_;
     Tensor<T> grad_;
-    std::vector<T> scratch_;
+    Tensor<T> weighted_grad_;  // backward(grad_losses)'s kept result
     Shape logits_shape_;
     double denominator_ = 0.0;
     bool has_grad_ = false;

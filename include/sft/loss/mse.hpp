@@ -4,6 +4,7 @@
 
 #include <sft/error.hpp>
 #include <sft/loss/loss.hpp>
+#include <sft/nn/module.hpp>
 #include <sft/tensor.hpp>
 
 #include <fmt/format.h>
@@ -53,9 +54,9 @@ public:
         const std::size_t n = prediction.numel();
         const double norm = options_.reduction() == Reduction::mean ? (n ? 2.0 / static_cast<double>(n) : 0.0) : 2.0;
         const T tnorm = static_cast<T>(norm);
-        if (!losses_.defined() || losses_.use_count() != 1 || losses_.shape() != prediction.shape()) losses_ = Tensor<T>::empty(prediction.shape());
-        if (need_grad && (!grad_.defined() || grad_.use_count() != 1 || grad_.shape() != prediction.shape()))
-            grad_ = Tensor<T>::empty(prediction.shape());
+        // Outputs are reused from the last call when nobody else holds them (see nn::Module).
+        nn::detail::reuse_or_empty(losses_, prediction.shape());
+        if (need_grad) nn::detail::reuse_or_empty(grad_, prediction.shape());
         const T* x = prediction.data();
         const T* y = target.data();
         double total = 0.0;
@@ -87,7 +88,7 @@ public:
                                                       "reduction is {}", type_name(), reduction_name(options_.reduction())));
         if (grad_losses.shape() != grad_.shape())
             throw Error(ErrorKind::shape, fmt::format("{}: grad_losses {}, expected {}", type_name(), grad_losses.shape().str(), grad_.shape().str()));
-        Tensor<T> out = Tensor<T>::empty(grad_.shape());
+        Tensor<T>& out = nn::detail::reuse_or_empty(weighted_grad_, grad_.shape());
         for (std::size_t i = 0; i < out.numel(); ++i) out[i] = grad_[i] * grad_losses[i];
         return out;
     }
@@ -99,6 +100,7 @@ private:
     MSEOptions options_;
     Tensor<T> losses_;
     Tensor<T> grad_;
+    Tensor<T> weighted_grad_;  // backward(grad_losses)'s kept result
     bool has_grad_ = false;
 };
 

@@ -16,9 +16,13 @@ namespace sft::nn {
 namespace detail {
 
 /// Shared plumbing of the elementwise activations: the input check, the cache (the forward input
-/// or output, whichever the derivative needs) and the checks of backward.
+/// or output, whichever the derivative needs), the kept output and input-gradient buffers (reused
+/// across steps, see Module) and the checks of backward.
 template <class T>
 class ElementwiseActivation : public Module<T> {
+public:
+    void release_saved() noexcept override { cached_ = Tensor<T>(); }
+
 protected:
     /// Throws sft::Error naming the layer when `input` is undefined.
     void check_input(const Tensor<T>& input) const {
@@ -26,23 +30,40 @@ protected:
             throw Error(ErrorKind::invalid_argument, fmt::format("{}: forward() given an undefined tensor", this->label()));
     }
 
-    /// The backward of every activation: checks that a forward came first and that grad_output has
-    /// the shape of the last output, then dx = kernel(grad_output, cached_) unless not needed.
-    template <class Kernel>
-    Tensor<T> backward_with(const Tensor<T>& grad_output, bool need_input_grad, Kernel kernel) {
+    /// The buffer forward() writes its output into, of the input's shape: the last saved tensor is
+    /// dropped first, then the kept buffer is reused unless someone else still holds it.
+    Tensor<T>& output_for(const Tensor<T>& input) {
+        cached_ = Tensor<T>();
+        return nn::detail::reuse_or_empty(output_, input.shape());
+    }
+
+    /// The checks of every backward: a forward came first (since the last backward) and
+    /// grad_output has the shape of the last output.
+    void check_backward(const Tensor<T>& grad_output) const {
         if (!cached_.defined()) this->throw_no_forward();
         if (!grad_output.defined())
             throw Error(ErrorKind::shape, fmt::format("{}: backward() given an undefined grad_output, expected {}", this->label(),
                                                       cached_.shape().str()));
         this->check_grad_shape(grad_output, cached_.shape());
+    }
+
+    /// The backward of every activation: check_backward, then dx = kernel(grad_output, cached_) into
+    /// the kept input-gradient buffer unless not needed; the cache is released.
+    template <class Kernel>
+    Tensor<T> backward_with(const Tensor<T>& grad_output, bool need_input_grad, Kernel kernel) {
+        check_backward(grad_output);
+        const Tensor<T> saved = cached_;
+        cached_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
         if (!need_input_grad) return Tensor<T>();
-        Tensor<T> grad_input = Tensor<T>::empty(cached_.shape());
-        kernel(grad_output.data(), cached_.data(), grad_input.data(), cached_.numel());
+        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, saved.shape());
+        kernel(grad_output.data(), saved.data(), grad_input.data(), saved.numel());
         return grad_input;
     }
 
     /// The forward input or output, as the layer's derivative needs (shape of both).
     Tensor<T> cached_;
+    /// Kept buffers of the output and of the input gradient.
+    Tensor<T> output_, grad_input_;
 };
 
 }  // namespace detail
@@ -58,7 +79,7 @@ public:
     /// y = relu(x), same shape. Throws sft::Error when x is undefined.
     Tensor<T> forward(const Tensor<T>& input) override {
         this->check_input(input);
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        Tensor<T>& out = this->output_for(input);
         kernels::relu_forward(input.data(), out.data(), input.numel());
         this->cached_ = out;  // y > 0 exactly where x > 0: the output is enough for backward
         return out;
@@ -69,6 +90,30 @@ public:
         return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
             kernels::relu_backward(g, y, dx, n);
         });
+    }
+
+    /// For Sequential's fused Linear + ReLU: the buffer the fused forward writes y = relu(x W^T + b)
+    /// into (the last saved output dropped first), passed to Linear::forward_act.
+    Tensor<T>& fused_output_buffer() noexcept {
+        this->cached_ = Tensor<T>();
+        return this->output_;
+    }
+    /// For the fused forward: records its output y as what backward() needs.
+    void set_fused_output(const Tensor<T>& y) noexcept { this->cached_ = y; }
+
+    /// backward() of [rows, cols] whose dz = dy where y > 0 also adds the column sums of dz into
+    /// `bias_grad` (the preceding Linear's bias gradient, or nullptr) in the same pass
+    /// (kernels::relu_backward_bias): Sequential's fused Linear + ReLU backward. Same checks,
+    /// errors and release as backward(); the result is bit-identical to backward() followed by
+    /// the Linear's column sums.
+    Tensor<T> backward_bias(const Tensor<T>& grad_output, T* bias_grad) {
+        this->check_backward(grad_output);
+        const Tensor<T> y = this->cached_;
+        this->cached_ = Tensor<T>();
+        const std::size_t cols = y.rank() ? y.shape()[y.rank() - 1] : 1;
+        Tensor<T>& dz = nn::detail::reuse_or_empty(this->grad_input_, y.shape());
+        kernels::relu_backward_bias(grad_output.data(), y.data(), dz.data(), cols ? y.numel() / cols : 0, cols, bias_grad);
+        return dz;
     }
 };
 
@@ -89,8 +134,6 @@ public:
     explicit GELU(const std::string& approximate) : approximate_(parse(approximate)) {}
 
     /// "GELU", as error messages name this layer.
-
-    /// "GELU", as error messages name this layer.
     std::string type_name() const override { return "GELU"; }
     /// Exact (none) or tanh approximation.
     GELUApproximate approximate() const noexcept { return approximate_; }
@@ -98,7 +141,7 @@ public:
     /// y = gelu(x), same shape. Throws sft::Error when x is undefined.
     Tensor<T> forward(const Tensor<T>& input) override {
         this->check_input(input);
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        Tensor<T>& out = this->output_for(input);
         if (approximate_ == GELUApproximate::tanh) kernels::gelu_tanh_forward(input.data(), out.data(), input.numel());
         else kernels::gelu_forward(input.data(), out.data(), input.numel());
         this->cached_ = input;  // the derivative is a function of x
@@ -136,7 +179,7 @@ public:
     /// y = tanh(x), same shape. Throws sft::Error when x is undefined.
     Tensor<T> forward(const Tensor<T>& input) override {
         this->check_input(input);
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        Tensor<T>& out = this->output_for(input);
         kernels::tanh_forward(input.data(), out.data(), input.numel());
         this->cached_ = out;
         return out;
@@ -160,7 +203,7 @@ public:
     /// y = sigmoid(x), same shape. Throws sft::Error when x is undefined.
     Tensor<T> forward(const Tensor<T>& input) override {
         this->check_input(input);
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        Tensor<T>& out = this->output_for(input);
         kernels::sigmoid_forward(input.data(), out.data(), input.numel());
         this->cached_ = out;
         return out;

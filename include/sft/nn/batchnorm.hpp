@@ -132,7 +132,8 @@ public:
         mean_.assign(c_count, T(0));
         rstd_.assign(c_count, T(0));
         const T* x = input.data();
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        input_ = Tensor<T>();  // the last saved input, dropped before the output buffer is claimed
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, input.shape());
         T* y = out.data();
         const T eps = static_cast<T>(opt_.eps());
         for (std::size_t c = 0; c < c_count; ++c) {
@@ -179,18 +180,21 @@ public:
     /// and variance depend on x:
     ///   dx = w r / M * (M dy - sum(dy) - xhat sum(dy xhat));
     /// with running statistics they are constants: dx = w r dy.
-    /// Throws sft::Error before any forward() or on a shape mismatch.
+    /// Releases the saved input. Throws sft::Error without a forward() since the last backward(),
+    /// or on a shape mismatch.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, input_.shape());
-        const std::size_t n = input_.shape()[0], c_count = opt_.num_features();
-        const std::size_t inner = inner_size(input_.shape());
+        const Tensor<T> input = input_;
+        input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
+        const std::size_t n = input.shape()[0], c_count = opt_.num_features();
+        const std::size_t inner = inner_size(input.shape());
         const std::size_t m = n * inner;
         const bool dw = weight_ && weight_->requires_grad();
         const bool db = bias_ && bias_->requires_grad();
         Tensor<T> grad_input;
-        if (need_input_grad) grad_input = Tensor<T>::empty(input_.shape());
-        const T* x = input_.data();
+        if (need_input_grad) grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());
+        const T* x = input.data();
         const T* gy = grad_output.data();
         for (std::size_t c = 0; c < c_count; ++c) {
             const Acc mu = mean_[c], r = rstd_[c];
@@ -265,6 +269,8 @@ protected:
         throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected {}", this->label(), input.shape().str(), expected));
     }
 
+    void release_saved() noexcept override { input_ = Tensor<T>(); }
+
 private:
     static std::size_t inner_size(const Shape& s) noexcept {
         std::size_t k = 1;
@@ -291,6 +297,7 @@ private:
     // that were used (batch or running), and which of the two.
     Tensor<T> input_;
     std::vector<T> mean_, rstd_;
+    Tensor<T> output_, grad_input_;  // kept buffers, reused across steps (see Module)
     bool batch_stats_ = true;
 };
 

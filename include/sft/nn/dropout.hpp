@@ -34,8 +34,6 @@ public:
     Dropout(double p, std::uint64_t seed) : p_(checked(p)), own_rng_(seed), use_own_rng_(true) {}
 
     /// "Dropout", as error messages name this layer.
-
-    /// "Dropout", as error messages name this layer.
     std::string type_name() const override { return "Dropout"; }
     /// The probability of zeroing an element.
     double p() const noexcept { return p_; }
@@ -48,18 +46,18 @@ public:
     /// The generator the next mask is drawn from (the layer's own, or default_rng()).
     Rng& generator() noexcept { return use_own_rng_ ? own_rng_ : default_rng(); }
 
-    /// Training: y = x * m with a fresh mask m (see the class comment). Eval: returns x itself.
-    /// Throws sft::Error when x is undefined.
+    /// Training: y = x * m with a fresh mask m (see the class comment), into a kept buffer (see
+    /// Module). Eval: returns x itself. Throws sft::Error when x is undefined.
     Tensor<T> forward(const Tensor<T>& input) override {
         if (!input.defined())
             throw Error(ErrorKind::invalid_argument, fmt::format("{}: forward() given an undefined tensor", this->label()));
         out_shape_ = input.shape();
         forwarded_ = true;
         if (!this->training_ || p_ == 0.0) {
-            mask_ = Tensor<T>();  // identity (torch returns the input itself): backward passes dy through
+            masked_ = false;  // identity (torch returns the input itself): backward passes dy through
             return input;
         }
-        Tensor<T> mask = Tensor<T>::empty(input.shape());
+        Tensor<T>& mask = nn::detail::reuse_or_empty(mask_, input.shape());  // only this layer sees the mask
         if (p_ == 1.0) mask.zero_();  // torch returns input * 0 (NaN * 0 stays NaN, as there)
         else {
             const double keep = 1.0 - p_;
@@ -67,26 +65,30 @@ public:
             Rng& rng = generator();
             for (auto& m : mask) m = rng.uniform() < keep ? kept : T(0);
         }
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, input.shape());
         kernels::mul(input.data(), mask.data(), out.data(), input.numel());
-        mask_ = mask;
+        masked_ = true;
         return out;
     }
 
-    /// dx = dy * m with the mask of the last forward (dy itself after an identity forward).
-    /// Throws sft::Error before any forward or when dy's shape is not the last output's.
+    /// dx = dy * m with the mask of the last forward (dy itself after an identity forward). The
+    /// mask is released: a second backward needs a new forward. Throws sft::Error without a
+    /// forward since the last backward or when dy's shape is not the last output's.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
         if (!forwarded_) this->throw_no_forward();
         if (!grad_output.defined())
             throw Error(ErrorKind::shape, fmt::format("{}: backward() given an undefined grad_output, expected {}", this->label(),
                                                       out_shape_.str()));
         this->check_grad_shape(grad_output, out_shape_);
+        forwarded_ = false;  // the mask is used up, as PyTorch frees saved tensors
         if (!need_input_grad) return Tensor<T>();
-        if (!mask_.defined()) return grad_output;
-        Tensor<T> grad_input = Tensor<T>::empty(out_shape_);
+        if (!masked_) return grad_output;
+        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, out_shape_);
         kernels::mul(grad_output.data(), mask_.data(), grad_input.data(), grad_output.numel());
         return grad_input;
     }
+
+    void release_saved() noexcept override { forwarded_ = false; }
 
 private:
     static double checked(double p) {
@@ -100,7 +102,9 @@ private:
     bool use_own_rng_ = false;
     bool forwarded_ = false;
     Shape out_shape_;
-    Tensor<T> mask_;  // 0 or 1 / (1 - p) per element; undefined after an identity forward
+    bool masked_ = false;  // false after an identity forward
+    Tensor<T> mask_;       // 0 or 1 / (1 - p) per element, kept and reused like the buffers below
+    Tensor<T> output_, grad_input_;
 };
 
 }  // namespace sft::nn

@@ -86,13 +86,14 @@ public:
     Tensor<T> forward(const Tensor<std::int64_t>& indices) {
         check_rank(indices.shape());
         const std::int64_t num = static_cast<std::int64_t>(opt_.num_embeddings());
-        std::vector<std::size_t> idx(indices.numel());
+        std::vector<std::size_t>& idx = pending_;  // kept: no allocation once its capacity suffices
+        idx.resize(indices.numel());
         for (std::size_t i = 0; i < idx.size(); ++i) {
             const std::int64_t v = indices[i];
             if (v < 0 || v >= num) throw_index(indices.shape(), i, fmt::format("{}", v));
             idx[i] = static_cast<std::size_t>(v);
         }
-        return lookup(indices.shape(), std::move(idx));
+        return lookup(indices.shape());
     }
 
     /// The same with the ids held as T values (the Module interface, inside a Sequential).
@@ -100,14 +101,15 @@ public:
     Tensor<T> forward(const Tensor<T>& indices) override {
         check_rank(indices.shape());
         const T num = static_cast<T>(opt_.num_embeddings());
-        std::vector<std::size_t> idx(indices.numel());
+        std::vector<std::size_t>& idx = pending_;
+        idx.resize(indices.numel());
         for (std::size_t i = 0; i < idx.size(); ++i) {
             const T v = indices[i];
             // NaN fails every comparison, so it is caught here too.
             if (!(v >= T(0) && v < num && std::floor(v) == v)) throw_index(indices.shape(), i, fmt::format("{}", v));
             idx[i] = static_cast<std::size_t>(v);
         }
-        return lookup(indices.shape(), std::move(idx));
+        return lookup(indices.shape());
     }
 
     /// grad_output [*, embedding_dim] -> the gradient with respect to the indices: zeros of their
@@ -128,8 +130,14 @@ public:
                 for (std::size_t j = 0; j < dim; ++j) row[j] += g[j];
             }
         }
-        return need_input_grad ? Tensor<T>::zeros(in_shape_) : Tensor<T>();
+        forwarded_ = false;  // one backward per forward, as the other layers
+        if (!need_input_grad) return Tensor<T>();
+        Tensor<T>& zeros = nn::detail::reuse_or_empty(grad_input_, in_shape_);
+        zeros.zero_();
+        return zeros;
     }
+
+    void release_saved() noexcept override { forwarded_ = false; }
 
 private:
     void check_rank(const Shape& s) const {
@@ -150,14 +158,22 @@ private:
                                 Shape(pos).str(), s.str(), opt_.num_embeddings()));
     }
 
-    Tensor<T> lookup(const Shape& in_shape, std::vector<std::size_t> idx) {
+    // Gathers the rows of the validated ids in pending_ into the kept output buffer.
+    Tensor<T> lookup(const Shape& in_shape) {
         const std::size_t dim = opt_.embedding_dim();
-        std::vector<std::size_t> out_dims = in_shape.vec();
-        out_dims.push_back(dim);
-        Tensor<T> out = Tensor<T>::empty(Shape(out_dims));
+        const Shape& s = in_shape;  // rank <= 3 (check_rank): the output shape s + [dim], built without a vector
+        Shape out_shape;
+        switch (s.rank()) {
+            case 0: out_shape = Shape{dim}; break;
+            case 1: out_shape = Shape{s[0], dim}; break;
+            case 2: out_shape = Shape{s[0], s[1], dim}; break;
+            default: out_shape = Shape{s[0], s[1], s[2], dim}; break;
+        }
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, out_shape);
         const T* w = weight_->value().data();
+        const std::vector<std::size_t>& idx = pending_;
         for (std::size_t i = 0; i < idx.size(); ++i) std::copy(w + idx[i] * dim, w + (idx[i] + 1) * dim, out.data() + i * dim);
-        indices_ = std::move(idx);
+        indices_.swap(pending_);
         in_shape_ = in_shape;
         out_shape_ = out.shape();
         forwarded_ = true;
@@ -171,6 +187,8 @@ private:
     std::vector<std::size_t> indices_;
     Shape in_shape_, out_shape_;
     bool forwarded_ = false;
+    std::vector<std::size_t> pending_;  // the ids being validated by forward()
+    Tensor<T> output_, grad_input_;     // kept buffers, reused across steps (see Module)
 };
 
 }  // namespace sft::nn

@@ -7,8 +7,8 @@
 
 #include <fmt/format.h>
 
+#include <array>
 #include <string>
-#include <vector>
 
 namespace sft::nn {
 
@@ -21,8 +21,6 @@ class Flatten : public Module<T> {
 public:
     /// Dimensions are checked against each input's rank in forward().
     explicit Flatten(int start_dim = 1, int end_dim = -1) noexcept : start_(start_dim), end_(end_dim) {}
-
-    /// "Flatten", as error messages name this layer.
 
     /// "Flatten", as error messages name this layer.
     std::string type_name() const override { return "Flatten"; }
@@ -47,20 +45,29 @@ public:
         if (s > e)
             throw Error(ErrorKind::shape, fmt::format("{}: start_dim {} comes after end_dim {} for input {}", this->label(), start_,
                                                       end_, in.str()));
-        std::vector<std::size_t> dims;
-        if (rank == 0) dims.push_back(1);
+        // The output's dimensions, built in place (no heap allocation in a training step).
+        std::array<std::size_t, Shape::max_rank> dims{};
+        std::size_t out_rank = 0;
+        if (rank == 0) dims[out_rank++] = 1;
         else {
             std::size_t merged = 1;
             for (int d = 0; d < rank; ++d) {
-                if (d < s || d > e) dims.push_back(in[static_cast<std::size_t>(d)]);
+                if (d < s || d > e) dims[out_rank++] = in[static_cast<std::size_t>(d)];
                 else {
                     merged *= in[static_cast<std::size_t>(d)];
-                    if (d == e) dims.push_back(merged);
+                    if (d == e) dims[out_rank++] = merged;
                 }
             }
         }
+        Shape out_shape = in;  // rank(in) >= out_rank: reshape to the first out_rank dimensions
+        switch (out_rank) {
+            case 1: out_shape = Shape{dims[0]}; break;
+            case 2: out_shape = Shape{dims[0], dims[1]}; break;
+            case 3: out_shape = Shape{dims[0], dims[1], dims[2]}; break;
+            default: out_shape = Shape{dims[0], dims[1], dims[2], dims[3]}; break;
+        }
         in_shape_ = in;
-        out_shape_ = Shape(dims);
+        out_shape_ = out_shape;
         forwarded_ = true;
         return input.reshape(out_shape_);
     }
@@ -73,9 +80,12 @@ public:
             throw Error(ErrorKind::shape, fmt::format("{}: backward() given an undefined grad_output, expected {}", this->label(),
                                                       out_shape_.str()));
         this->check_grad_shape(grad_output, out_shape_);
+        forwarded_ = false;  // as the other layers: one backward per forward
         if (!need_input_grad) return Tensor<T>();
         return grad_output.reshape(in_shape_);
     }
+
+    void release_saved() noexcept override { forwarded_ = false; }
 
 private:
     int start_, end_;

@@ -82,42 +82,61 @@ public:
     /// The shift, of shape normalized_shape; nullptr without elementwise_affine or bias.
     Parameter<T>* bias() noexcept { return bias_; }
 
-    /// [*, normalized_shape] -> same shape. Throws sft::Error (kind shape) naming the layer when the
-    /// input does not end with normalized_shape.
+    /// [*, normalized_shape] -> same shape, into a kept buffer (see Module); rows run on sft's pool
+    /// when large. Throws sft::Error (kind shape) naming the layer when the input does not end with
+    /// normalized_shape.
     Tensor<T> forward(const Tensor<T>& input) override {
         check_input(input);
-        const std::size_t rows = input.numel() / row_;
-        Tensor<T> out = Tensor<T>::empty(input.shape());
+        input_ = Tensor<T>();
+        const std::size_t rows = input.numel() / row_, n = row_;
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, input.shape());
         mean_.resize(rows);
         rstd_.resize(rows);
         const T* w = weight_ ? weight_->value().data() : nullptr;
         const T* b = bias_ ? bias_->value().data() : nullptr;
         const T eps = static_cast<T>(opt_.eps());
-        for (std::size_t r = 0; r < rows; ++r)
-            kernels::layernorm_forward_row<T>(input.data() + r * row_, row_, w, b, eps, out.data() + r * row_, &mean_[r], &rstd_[r]);
+        const T* x = input.data();
+        T* y = out.data();
+        T* mean = mean_.data();
+        T* rstd = rstd_.data();
+        kernels::parallel_rows(rows, n, [=](std::size_t r0, std::size_t r1) {
+            for (std::size_t r = r0; r < r1; ++r) kernels::layernorm_forward_row<T>(x + r * n, n, w, b, eps, y + r * n, mean + r, rstd + r);
+        });
         input_ = input;
         return out;
     }
 
     /// grad_output -> grad_input, both of the input's shape; adds dL/dweight = sum over rows of
     /// dy * xhat and dL/dbias = sum over rows of dy into the trainable parameters' grad().
-    /// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row.
-    /// Throws sft::Error before any forward() or on a shape mismatch.
+    /// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * weight, per row (rows on the
+    /// pool), then the parameter sums by blocks of columns, rows in order (bit-identical for every
+    /// thread count). Releases the saved input. Throws sft::Error without a forward since the last
+    /// backward, or on a shape mismatch.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, input_.shape());
-        const std::size_t rows = input_.numel() / row_;
-        Tensor<T> grad_input;
-        if (need_input_grad) grad_input = Tensor<T>::empty(input_.shape());
+        const Tensor<T> input = input_;
+        input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
+        const std::size_t rows = input.numel() / row_, n = row_;
         const T* w = weight_ ? weight_->value().data() : nullptr;
         T* dw = weight_ && weight_->requires_grad() ? weight_->grad().data() : nullptr;
         T* db = bias_ && bias_->requires_grad() ? bias_->grad().data() : nullptr;
-        if (!need_input_grad && !dw && !db) return grad_input;
-        for (std::size_t r = 0; r < rows; ++r)
-            kernels::layernorm_backward_row<T>(grad_output.data() + r * row_, input_.data() + r * row_, row_, mean_[r], rstd_[r], w,
-                                               need_input_grad ? grad_input.data() + r * row_ : nullptr, dw, db);
+        const T* dy = grad_output.data();
+        const T* x = input.data();
+        const T* mean = mean_.data();
+        const T* rstd = rstd_.data();
+        kernels::layernorm_backward_params<T>(dy, x, rows, n, mean, rstd, dw, db);
+        if (!need_input_grad) return Tensor<T>();
+        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());
+        T* dx = grad_input.data();
+        kernels::parallel_rows(rows, n, [=](std::size_t r0, std::size_t r1) {
+            for (std::size_t r = r0; r < r1; ++r)
+                kernels::layernorm_backward_row<T>(dy + r * n, x + r * n, n, mean[r], rstd[r], w, dx + r * n, nullptr, nullptr);
+        });
         return grad_input;
     }
+
+    void release_saved() noexcept override { input_ = Tensor<T>(); }
 
 private:
     void check_input(const Tensor<T>& input) const {
@@ -142,6 +161,7 @@ private:
     // Cached by forward() for backward(): the input and each row's mean and 1/sqrt(var + eps).
     Tensor<T> input_;
     std::vector<T> mean_, rstd_;
+    Tensor<T> output_, grad_input_;  // kept buffers, reused across steps (see Module)
 };
 
 }  // namespace sft::nn

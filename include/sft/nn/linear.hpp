@@ -34,8 +34,6 @@ public:
     }
 
     /// "Linear", as error messages name this layer.
-
-    /// "Linear", as error messages name this layer.
     std::string type_name() const override { return "Linear"; }
     /// The size of the input's last dimension.
     std::size_t in_features() const noexcept { return in_; }
@@ -46,44 +44,73 @@ public:
     /// The bias; nullptr when built without one.
     Parameter<T>* bias() noexcept { return bias_; }
 
-    /// [*, in] -> [*, out]. Throws sft::Error when the last dimension is not in_features or rank < 2.
-    Tensor<T> forward(const Tensor<T>& input) override {
+    /// [*, in] -> [*, out]: y = x W^T + b (the bias added by the GEMM, kernels::gemm_bias_act). The
+    /// output is written into a buffer the layer keeps (see Module: reused when the caller dropped
+    /// the last one). Throws sft::Error when the last dimension is not in_features or rank < 2.
+    Tensor<T> forward(const Tensor<T>& input) override { return forward_act(input, kernels::GemmActivation::none, output_); }
+
+    /// y = act(x W^T + b) written into `buffer` (reused when only `buffer` holds it, else a fresh
+    /// tensor), in one GEMM whose epilogue adds the bias and applies act; saves x for backward().
+    /// Sequential calls it with act = relu to fuse a following ReLU, whose output buffer it passes.
+    /// Throws sft::Error as forward().
+    Tensor<T> forward_act(const Tensor<T>& input, kernels::GemmActivation act, Tensor<T>& buffer) {
         if (input.rank() < 2 || input.shape()[input.rank() - 1] != in_)
             throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [*, {}]", this->label(), input.shape().str(), in_));
         const std::size_t rows = input.numel() / in_;
         Shape out_shape = input.shape();
         out_shape[out_shape.rank() - 1] = out_;
-        Tensor<T> out = Tensor<T>::empty(out_shape);
-        kernels::gemm<T>(false, true, rows, out_, in_, T(1), input.data(), in_, weight_->value().data(), in_, T(0), out.data(), out_);
-        if (bias_) kernels::add_bias(out.data(), bias_->value().data(), rows, out_);
+        input_ = Tensor<T>();  // the last saved input, dropped before the buffer is claimed
+        Tensor<T>& out = nn::detail::reuse_or_empty(buffer, out_shape);
+        kernels::gemm_bias_act<T>(false, true, rows, out_, in_, input.data(), in_, weight_->value().data(), in_,
+                                  bias_ ? bias_->value().data() : nullptr, act, out.data(), out_);
         input_ = input;
         out_shape_ = out_shape;
         return out;
     }
 
     /// dy [*, out] -> dx [*, in] = dy W; accumulates dW += dy^T x and db += column sums of dy for the
-    /// trainable ones. Throws sft::Error before any forward or when dy's shape is not the last output's.
+    /// trainable ones, then releases the saved input. Throws sft::Error without a forward since the
+    /// last backward, or when dy's shape is not the last output's.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        return backward_impl(grad_output, need_input_grad, true);
+    }
+
+    /// backward() without the bias gradient: for Sequential's fused Linear + ReLU, whose ReLU
+    /// backward already added the column sums of dz into the bias gradient (kernels::relu_backward_bias).
+    Tensor<T> backward_without_bias(const Tensor<T>& grad_output, bool need_input_grad = true) {
+        return backward_impl(grad_output, need_input_grad, false);
+    }
+
+    /// The bias gradient if the layer has a trainable bias, else nullptr.
+    T* trainable_bias_grad() noexcept { return bias_ && bias_->requires_grad() ? bias_->grad().data() : nullptr; }
+
+    void release_saved() noexcept override { input_ = Tensor<T>(); }
+
+private:
+    Tensor<T> backward_impl(const Tensor<T>& grad_output, bool need_input_grad, bool with_bias) {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
-        const std::size_t rows = input_.numel() / in_;
+        const Tensor<T> input = input_;
+        input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
+        const std::size_t rows = input.numel() / in_;
         const T* g = grad_output.data();
         if (weight_->requires_grad())  // dW[out, in] += g^T[out, rows] x[rows, in]
-            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input_.data(), in_, T(1), weight_->grad().data(), in_);
-        if (bias_ && bias_->requires_grad())  // db[out] += column sums of g
+            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input.data(), in_, T(1), weight_->grad().data(), in_);
+        if (with_bias && bias_ && bias_->requires_grad())  // db[out] += column sums of g
             kernels::add_col_sums(g, rows, out_, bias_->grad().data());
         if (!need_input_grad) return Tensor<T>();
-        Tensor<T> grad_input = Tensor<T>::empty(input_.shape());  // dx[rows, in] = g[rows, out] W[out, in]
+        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());  // dx[rows, in] = g[rows, out] W[out, in]
         kernels::gemm<T>(false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), grad_input.data(), in_);
         return grad_input;
     }
 
-private:
     std::size_t in_, out_;
     Parameter<T>* weight_ = nullptr;
     Parameter<T>* bias_ = nullptr;
-    Tensor<T> input_;
+    Tensor<T> input_;       // saved by forward for backward, released by backward
     Shape out_shape_;
+    Tensor<T> output_;      // kept buffers, reused across steps (see Module)
+    Tensor<T> grad_input_;
 };
 
 }  // namespace sft::nn

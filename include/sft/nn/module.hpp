@@ -57,6 +57,22 @@ struct Buffer {
     Tensor<T> value;
 };
 
+namespace detail {
+/// Makes `buffer` a tensor of `shape` for a layer to write its result into: the same storage when
+/// the layer holds the only reference to it and the element count is unchanged (no allocation),
+/// otherwise a fresh uninitialised tensor, so that a caller who kept an earlier result never sees
+/// it overwritten. Returns `buffer`.
+template <class T>
+Tensor<T>& reuse_or_empty(Tensor<T>& buffer, const Shape& shape) {
+    if (buffer.defined() && buffer.use_count() == 1 && buffer.numel() == shape.numel()) {
+        if (buffer.shape() != shape) buffer = buffer.reshape(shape);
+    } else {
+        buffer = Tensor<T>::empty(shape);
+    }
+    return buffer;
+}
+}  // namespace detail
+
 /// What a non-strict load_state_dict() did not match.
 struct LoadResult {
     std::vector<std::string> missing_keys;     ///< in the model, not in the state dict
@@ -67,6 +83,11 @@ struct LoadResult {
 ///
 /// forward() caches what backward() needs; backward(grad_output) adds parameter gradients into
 /// grad() and returns the gradient with respect to the input. Layers are movable, not copyable.
+///
+/// Buffer reuse: a layer keeps its outputs and input gradients and writes the next step's into
+/// the same storage when it holds the only reference (detail::reuse_or_empty), so a training
+/// loop allocates nothing in its steady state. backward() releases what forward() saved for it,
+/// as PyTorch frees saved tensors: a second backward() without a new forward() throws.
 template <class T>
 class Module {
 public:
@@ -87,6 +108,12 @@ public:
     /// Overrides repeat the default argument. Throws sft::Error (kind state) without a preceding
     /// forward, (kind shape) when grad_output's shape is not the last output's.
     virtual Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) = 0;
+
+    /// Drops what the last forward() saved for backward() (afterwards backward() throws as without
+    /// a forward). Containers call it on their children before a forward(), so that a saved
+    /// tensor left by a forward without backward (evaluation, frozen layers) does not keep a
+    /// layer's output buffer shared. The default saves nothing to drop.
+    virtual void release_saved() noexcept {}
 
     /// The layer's kind, as in error messages ("Linear").
     virtual std::string type_name() const = 0;
@@ -121,9 +148,12 @@ public:
         return out;
     }
 
-    /// True if some parameter below this module requires a gradient.
+    /// True if some parameter below this module requires a gradient. Allocates nothing once it
+    /// has run (a training step calls it): the list is collected into a kept vector.
     bool has_trainable() {
-        for (auto* p : parameters())
+        found_.clear();
+        collect_parameters(found_);
+        for (auto* p : found_)
             if (p->requires_grad()) return true;
         return false;
     }
@@ -253,6 +283,7 @@ private:
     std::string name_;
     std::vector<std::unique_ptr<Parameter<T>>> params_;
     std::vector<std::unique_ptr<Buffer<T>>> buffers_;
+    std::vector<Parameter<T>*> found_;  // has_trainable()'s kept list
 };
 
 }  // namespace sft::nn

@@ -2,15 +2,25 @@
 /// sft::nn::Sequential: named children applied in order, as torch.nn.Sequential(OrderedDict(...)).
 #pragma once
 
+#include <sft/nn/activation.hpp>
+#include <sft/nn/linear.hpp>
 #include <sft/nn/module.hpp>
 
 #include <memory>
 #include <type_traits>
+#include <typeinfo>
 
 namespace sft::nn {
 
 /// A chain of named modules. Parameter names are dotted paths ("backbone.conv1.weight");
 /// backward stops below the lowest child that has a trainable parameter.
+///
+/// Fusion: a Linear immediately followed by a ReLU (exactly these types) runs as one GEMM whose
+/// epilogue adds the bias and applies the ReLU (Linear::forward_act), and backward computes
+/// dz = dy * (y > 0) and the bias gradient in one pass (ReLU::backward_bias) before the two GEMMs
+/// of the Linear. The children stay as they are (names, parameters, state_dict, errors); the ReLU
+/// still caches its output, and the results equal the unfused ones bit for bit where the
+/// arithmetic is the same. set_fusion(false) runs every child on its own.
 template <class T>
 class Sequential : public Module<T> {
 public:
@@ -48,11 +58,33 @@ public:
     /// The name of child i.
     const std::string& child_name(std::size_t i) const { return children_.at(i).first; }
 
+    /// Whether Linear + ReLU pairs run fused (on by default; see the class comment).
+    void set_fusion(bool on) noexcept { fusion_ = on; }
+    /// True when Linear + ReLU pairs run fused.
+    bool fusion() const noexcept { return fusion_; }
+
+    /// The children applied in order. What the children saved at the last forward is released
+    /// first, so that their kept buffers are free for reuse (see Module). Throws what a child throws.
     Tensor<T> forward(const Tensor<T>& input) override {
+        release_saved();
         Tensor<T> x = input;
-        for (auto& c : children_) x = c.second->forward(x);
+        for (std::size_t i = 0; i < children_.size(); ++i) {
+            if (fused_pair(i)) {
+                auto& linear = static_cast<Linear<T>&>(*children_[i].second);
+                auto& relu = static_cast<ReLU<T>&>(*children_[i + 1].second);
+                x = linear.forward_act(x, kernels::GemmActivation::relu, relu.fused_output_buffer());
+                relu.set_fused_output(x);
+                ++i;
+                continue;
+            }
+            x = children_[i].second->forward(x);
+        }
         forwarded_ = true;
         return x;
+    }
+
+    void release_saved() noexcept override {
+        for (auto& c : children_) c.second->release_saved();
     }
 
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
@@ -69,7 +101,19 @@ public:
                 }
         }
         Tensor<T> g = grad_output;
-        for (std::size_t i = children_.size(); i-- > lowest;) g = children_[i].second->backward(g, need_input_grad || i > lowest);
+        for (std::size_t i = children_.size(); i-- > lowest;) {
+            if (i > lowest && fused_pair(i - 1)) {  // ReLU i after Linear i - 1, both above the stop
+                auto& linear = static_cast<Linear<T>&>(*children_[i - 1].second);
+                auto& relu = static_cast<ReLU<T>&>(*children_[i].second);
+                const Tensor<T> dz = relu.backward_bias(g, linear.trainable_bias_grad());
+                --i;
+                g = linear.backward_without_bias(dz, need_input_grad || i > lowest);
+                continue;
+            }
+            g = children_[i].second->backward(g, need_input_grad || i > lowest);
+        }
+        // Children below the stop keep nothing alive that a later forward could reuse.
+        for (std::size_t i = 0; i < lowest; ++i) children_[i].second->release_saved();
         return need_input_grad ? g : Tensor<T>();
     }
 
@@ -93,10 +137,19 @@ public:
     }
 
 private:
+    // True when children i and i + 1 are exactly a Linear and a ReLU and fusion is on.
+    bool fused_pair(std::size_t i) const noexcept {
+        if (!fusion_ || i + 1 >= children_.size()) return false;
+        const Module<T>& a = *children_[i].second;
+        const Module<T>& b = *children_[i + 1].second;
+        return typeid(a) == typeid(Linear<T>) && typeid(b) == typeid(ReLU<T>);
+    }
+
     std::string full(const std::string& child) const { return this->name().empty() ? child : this->name() + "." + child; }
 
     std::vector<std::pair<std::string, std::unique_ptr<Module<T>>>> children_;
     bool forwarded_ = false;
+    bool fusion_ = true;
 };
 
 }  // namespace sft::nn
