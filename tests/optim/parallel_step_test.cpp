@@ -125,9 +125,10 @@ TEST_CASE("flat_pass covers every element of every item exactly once, in chunks 
                 for (std::size_t k = lo; k < hi; ++k) ++seen[it.offset + k];
             });
             for (std::size_t x = b; x < e; ++x) expected[x] = in_item[x];
-            INFO("range [" << b << ", " << e << ")");
+            const auto wrong = std::mismatch(seen.begin(), seen.end(), expected.begin()).first - seen.begin();
+            INFO("range [" << b << ", " << e << "): first element visited wrongly " << wrong);
             REQUIRE(pieces_valid);
-            REQUIRE(seen == expected);
+            REQUIRE(static_cast<std::size_t>(wrong) == total);
         }
     // The whole pass, at 1 and 2 threads.
     for (std::size_t threads : {1, 2}) {

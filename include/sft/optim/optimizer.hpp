@@ -72,8 +72,9 @@ inline std::string join_keys(const std::vector<std::string>& keys) {
 
 /// Base of the optimizers of element type T: parameter groups, per-parameter state, state_dict.
 /// Derived classes give type_name(), state_names() and update(); step() calls update() on ranges
-/// of every trainable parameter, covering each element once, in one threaded pass. Frozen parameters (requires_grad() false at the time of step()) get no
-/// update, no decay and no state, as PyTorch skips parameters whose .grad is None.
+/// of every trainable parameter, covering each element once, in one threaded pass. Frozen
+/// parameters (requires_grad() false at the time of step()) get no update, no decay and no state,
+/// as PyTorch skips parameters whose .grad is None.
 template <class T>
 class Optimizer : public OptimizerBase {
 public:
