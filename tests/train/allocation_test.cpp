@@ -1,0 +1,320 @@
+// A steady-state training step allocates nothing (issue 3/5): counted by replacing the global
+// operator new for this test binary (sft_test_train). The replacement only counts, then allocates
+// as usual, so the other tests of the binary are unaffected; these tests read the counter's
+// deltas around the steps they measure.
+//
+// Set SFT_ALLOC_TRACE=1 in the environment to print a backtrace (stderr) of every allocation made
+// inside a measured window: `SFT_ALLOC_TRACE=1 sft_test_train "[allocation]" 2>&1 | c++filt`.
+#include <sft/data/dataset.hpp>
+#include <sft/data/loader.hpp>
+#include <sft/loss/cross_entropy.hpp>
+#include <sft/nn/activation.hpp>
+#include <sft/nn/linear.hpp>
+#include <sft/nn/sequential.hpp>
+#include <sft/optim/adamw.hpp>
+#include <sft/parallel.hpp>
+#include <sft/sched/warmup.hpp>
+#include <sft/train/progress.hpp>
+#include <sft/train/trainer.hpp>
+
+#include "train_fixtures.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <execinfo.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <memory>
+#include <new>
+#include <string>
+#include <vector>
+
+namespace {
+
+std::atomic<long> allocations{0};
+std::atomic<bool> window_open{false};  // inside a measured window (for tracing only)
+const bool trace_allocations = [] {
+    const char* v = std::getenv("SFT_ALLOC_TRACE");
+    return v != nullptr && std::strcmp(v, "0") != 0;
+}();
+thread_local bool in_trace = false;
+
+void trace(std::size_t n) noexcept {
+    if (!trace_allocations || !window_open.load(std::memory_order_relaxed) || in_trace) return;
+    in_trace = true;
+    char head[96];
+    const int len = std::snprintf(head, sizeof head, "--- allocation of %zu bytes in a measured window:\n", n);
+    if (len > 0) (void)!::write(2, head, static_cast<std::size_t>(len));
+    void* frames[24];
+    const int depth = ::backtrace(frames, 24);
+    ::backtrace_symbols_fd(frames, depth, 2);  // writes to the fd directly, no malloc
+    in_trace = false;
+}
+
+void* counted_alloc(std::size_t n, std::size_t align) {
+    allocations.fetch_add(1, std::memory_order_relaxed);
+    trace(n);
+    void* p = nullptr;
+    if (align <= alignof(std::max_align_t)) p = std::malloc(n ? n : 1);
+    else p = std::aligned_alloc(align, (std::max<std::size_t>(n, 1) + align - 1) / align * align);
+    if (!p) throw std::bad_alloc();
+    return p;
+}
+
+}  // namespace
+
+void* operator new(std::size_t n) { return counted_alloc(n, 0); }
+void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
+void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
+void operator delete(void* p) noexcept { std::free(p); }
+void operator delete[](void* p) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
+void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
+void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+
+namespace {
+
+long count() noexcept { return allocations.load(std::memory_order_relaxed); }
+
+// Restores the thread count a test changed.
+struct ThreadsGuard {
+    std::size_t saved = sft::get_num_threads();
+    ~ThreadsGuard() { sft::set_num_threads(saved); }
+};
+
+// "step 3: 0, step 4: 2, ..." for the failure message.
+std::string describe(const std::vector<long>& per_step, std::size_t first) {
+    std::string s;
+    for (std::size_t i = first; i < per_step.size(); ++i) s += "step " + std::to_string(i) + ": " + std::to_string(per_step[i]) + "  ";
+    return s;
+}
+
+// The model of benchmarks/mlp_epoch.cpp, scaled down: Linear-ReLU-Linear-ReLU-Linear.
+sft::nn::Sequential<float> small_mlp(std::size_t in, std::size_t classes) {
+    sft::Rng rng(11);
+    sft::nn::Sequential<float> model;
+    model.add("fc1", sft::nn::Linear<float>(in, 48, true, rng));
+    model.add("act1", sft::nn::ReLU<float>());
+    model.add("fc2", sft::nn::Linear<float>(48, 32, true, rng));
+    model.add("act2", sft::nn::ReLU<float>());
+    model.add("fc3", sft::nn::Linear<float>(32, classes, true, rng));
+    return model;
+}
+
+// Allocations of each step 1..20 of benchmarks/mlp_epoch.cpp's loop (shuffled DataLoader over a
+// TensorDataset, zero_grad / forward / loss / backward without input gradient / AdamW step), on
+// 128 samples in batches of 16: 8 steps per epoch, so steps 9 and 17 start a new epoch.
+// `frozen` names a prefix to freeze first ("" for none; "fc1" fine-tunes above the first layer).
+std::vector<long> manual_loop_allocations(const std::string& frozen = "") {
+    const auto data = sft_test::blobs<float>(128, 24, 5, 3);
+    auto model = small_mlp(24, 5);
+    if (!frozen.empty()) model.freeze(frozen);
+    sft::optim::AdamW<float> opt(model.parameters(), sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
+    sft::loss::CrossEntropy<float> criterion;
+    sft::data::DataLoader<float> loader(data, sft::data::DataLoaderOptions().batch_size(16).shuffle(true).seed(4));
+    std::vector<long> per_step(21, 0);  // allocated before any step
+    std::size_t step = 0;
+    double loss_sum = 0;
+    long mark = count();
+    model.train();
+    while (step < 20) {
+        for (const sft::data::Batch<float>& b : loader) {
+            opt.zero_grad();
+            const sft::Tensor<float> logits = model.forward(b.x);
+            loss_sum += criterion.forward(logits, b.y);
+            model.backward(criterion.backward(), /*need_input_grad=*/false);
+            opt.step();
+            ++step;
+            const long now = count();
+            per_step[step] = now - mark;
+            mark = now;
+            window_open = step >= 2 && step < 20;  // trace steps 3..20
+            if (step == 20) break;
+        }
+    }
+    window_open = false;
+    REQUIRE(std::isfinite(loss_sum));
+    return per_step;
+}
+
+}  // namespace
+
+TEST_CASE("The allocation counter sees operator new", "[train][allocation]") {
+    const long before = count();
+    auto probe = std::make_unique<int>(1);
+    CHECK(count() == before + 1);
+}
+
+TEST_CASE("DataLoader iteration allocates nothing after the first batch, epoch boundaries included", "[train][allocation][loader]") {
+    ThreadsGuard guard;
+    for (std::size_t threads : {1u, 2u}) {
+        CAPTURE(threads);
+        sft::set_num_threads(threads);
+        // Rows of 784 floats and batches of 128: the gather runs on the pool at 2 threads.
+        const auto data = sft_test::blobs<float>(1000, 784, 10, 1);
+        for (bool shuffle : {true, false}) {
+            CAPTURE(shuffle);
+            sft::data::DataLoader<float> loader(data, sft::data::DataLoaderOptions().batch_size(128).shuffle(shuffle).seed(2));
+            sft::data::Batch<float> b;
+            loader.start_epoch();
+            REQUIRE(loader.next(b));  // allocates the buffers when shuffling
+            const long before = count();
+            std::size_t batches = 1;
+            double checksum = 0;
+            for (int epoch = 0; epoch < 3; ++epoch) {
+                if (epoch > 0) loader.start_epoch();
+                while (loader.next(b)) {
+                    checksum += b.x[0];
+                    ++batches;
+                }
+            }
+            const long allocated = count() - before;
+            CHECK(batches == 3 * 8);  // 7 full batches and a tail of 104 per epoch
+            CHECK(std::isfinite(checksum));
+            CHECK(allocated == 0);
+            // Range-for over a further epoch allocates nothing either, once `b` has let go of
+            // the buffers (while a batch holds them the loader must gather into fresh ones).
+            b = sft::data::Batch<float>();
+            const long before_for = count();
+            for (const auto& bb : loader) checksum += bb.x[0];
+            CHECK(count() - before_for == 0);
+        }
+    }
+}
+
+TEST_CASE("The training loop of benchmarks/mlp_epoch.cpp allocates nothing per step after the first two", "[train][allocation]") {
+    ThreadsGuard guard;
+    for (std::size_t threads : {1u, 2u}) {
+        CAPTURE(threads);
+        sft::set_num_threads(threads);
+        const std::vector<long> per_step = manual_loop_allocations();
+        INFO("allocations per step: " << describe(per_step, 1));
+        long steady = 0;
+        for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
+        CHECK(steady == 0);
+        // Steps 9 and 17 start an epoch (a new permutation, a new range-for): no exception for them.
+        CHECK(per_step[9] == 0);
+        CHECK(per_step[17] == 0);
+    }
+}
+
+TEST_CASE("The same loop with a frozen first layer allocates nothing per step after the first two", "[train][allocation]") {
+    // Backward stops above fc1, which keeps nothing of the batch: the loader can refill its buffer.
+    ThreadsGuard guard;
+    for (std::size_t threads : {1u, 2u}) {
+        CAPTURE(threads);
+        sft::set_num_threads(threads);
+        const std::vector<long> per_step = manual_loop_allocations("fc1");
+        INFO("allocations per step: " << describe(per_step, 1));
+        long steady = 0;
+        for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
+        CHECK(steady == 0);
+    }
+}
+
+namespace {
+
+// Runs Trainer::fit (3 epochs of 8 steps on 128 samples in batches of 16, WarmupCosine, gradient
+// clipping, accuracy, a user metric, a validation set) with the callbacks `extra` before a probe
+// that reads the counter at each step's end, and returns the allocations between the end of step
+// s-1 and the end of step s, by global step s (index 0 unused).
+std::vector<long> fit_allocations(int verbose, std::vector<sft::train::Callback*> extra, const std::string& log_file) {
+    const auto train = sft_test::blobs<float>(128, 24, 5, 3);
+    const auto val = sft_test::blobs<float>(40, 24, 5, 8);
+    auto model = small_mlp(24, 5);
+    sft::optim::AdamW<float> opt(model.parameters(), sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
+    sft::loss::CrossEntropy<float> criterion;
+    sft::sched::WarmupCosine sched(opt, 4, 24);
+    sft::train::Trainer<float> trainer(model, criterion, opt);
+    trainer.set_scheduler(sched);
+    trainer.add_metric("mean_logit", [](const sft::Tensor<float>& out, const sft::Tensor<std::int64_t>&) {
+        double s = 0;
+        for (float v : out) s += v;
+        return s / static_cast<double>(out.numel());
+    });
+    for (auto* cb : extra) trainer.add_callback(*cb);
+    std::vector<long> per_step(3 * 8 + 1, 0);
+    long mark = 0;
+    sft_test::Probe probe;
+    probe.step_end = [&](sft::train::TrainState& s) {
+        const long now = count();
+        if (s.global_step < per_step.size()) per_step[s.global_step] = now - mark;
+        mark = now;
+        // Trace the windows the test checks: from the end of step 2 of an epoch on.
+        window_open = s.step_in_epoch >= 2 && s.step_in_epoch < s.steps_per_epoch;
+    };
+    probe.epoch_end = [&](sft::train::TrainState&) { window_open = false; };
+    probe.train_begin = [&](sft::train::TrainState&) { mark = count(); };
+    trainer.add_callback(probe);
+    const auto history = trainer.fit(train, val,
+                                     sft::train::FitOptions()
+                                         .epochs(3)
+                                         .batch_size(16)
+                                         .seed(6)
+                                         .max_grad_norm(0.5)
+                                         .verbose(verbose)
+                                         .log_file(log_file));
+    window_open = false;
+    REQUIRE(history.steps() == 24);
+    REQUIRE(history.epochs() == 3);
+    CHECK(history.epoch_records().back().has("val_mean_logit"));
+    return per_step;
+}
+
+// Steps 3..8 of each epoch of fit_allocations' result: their sum.
+long steady_state(const std::vector<long>& per_step) {
+    long sum = 0;
+    for (std::size_t epoch = 0; epoch < 3; ++epoch)
+        for (std::size_t k = 3; k <= 8; ++k) sum += per_step[epoch * 8 + k];
+    return sum;
+}
+
+}  // namespace
+
+TEST_CASE("Trainer::fit allocates nothing in an epoch's steady-state steps", "[train][allocation][trainer]") {
+    ThreadsGuard guard;
+    for (std::size_t threads : {1u, 2u}) {
+        CAPTURE(threads);
+        sft::set_num_threads(threads);
+        {
+            INFO("silent");
+            const auto per_step = fit_allocations(0, {}, "");
+            INFO("allocations per step: " << describe(per_step, 1));
+            CHECK(steady_state(per_step) == 0);
+        }
+        {
+            INFO("progress lines at every step, a bar, and a JSON Lines log");
+            std::FILE* lines_out = std::tmpfile();
+            std::FILE* bar_out = std::tmpfile();
+            REQUIRE(lines_out);
+            REQUIRE(bar_out);
+            // Plain lines at every step (the worst case), and a terminal bar (throttled to 100 ms,
+            // always drawn at an epoch's last step, which is inside the measured steps).
+            sft::train::ProgressBar lines(1, lines_out, /*terminal=*/false, /*line_every=*/1);
+            sft::train::ProgressBar bar(1, bar_out, /*terminal=*/true);
+            const std::string log = (std::filesystem::temp_directory_path() / "sft_allocation_test_fit.jsonl").string();
+            const auto per_step = fit_allocations(1, {&lines, &bar}, log);
+            INFO("allocations per step: " << describe(per_step, 1));
+            CHECK(steady_state(per_step) == 0);
+            // The progress lines were written: one per step plus one per epoch.
+            std::rewind(lines_out);
+            int newlines = 0;
+            for (int c; (c = std::fgetc(lines_out)) != EOF;) newlines += c == '\n';
+            CHECK(newlines == 24 + 3);
+            std::fclose(lines_out);
+            std::fclose(bar_out);
+            std::remove(log.c_str());
+        }
+    }
+}
