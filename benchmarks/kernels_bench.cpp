@@ -16,8 +16,9 @@
 //                          over 1 GiB of parameters and state).
 //   relu_fwd, relu_bwd     on the MLP's [128, 512] activations (in cache: per-call overhead shows).
 // At the end (console output only) a summary sets AdamW against the triad of the same size: the
-// issue's target is AdamW >= 80% of the triad's bandwidth. Rates are taken from the medians when
-// --benchmark_repetitions is given, from wall time (2 threads) and CPU time of the main thread (1).
+// issue's target is AdamW >= 80% of the triad's bandwidth. Rates are the medians when
+// --benchmark_repetitions is given, by wall time and by the main thread's CPU time (at 1 thread
+// the better figure on a machine shared with other processes; at 2 threads only an estimate).
 // Run: build/benchmarks/kernels_bench --benchmark_repetitions=5 --benchmark_min_time=0.3
 #include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/activation.hpp>
@@ -34,6 +35,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <unistd.h>
 
 namespace {
 
@@ -126,6 +129,8 @@ void bm_relu_bwd(benchmark::State& state) {
 // CPU time; the median when there are repetitions) and prints AdamW against the triad at the end.
 class SummaryReporter : public benchmark::ConsoleReporter {
 public:
+    explicit SummaryReporter(OutputOptions options) : ConsoleReporter(options) {}
+
     void ReportRuns(const std::vector<Run>& runs) override {
         ConsoleReporter::ReportRuns(runs);
         for (const Run& r : runs) {
@@ -148,20 +153,20 @@ public:
     void Finalize() override {
         ConsoleReporter::Finalize();
         std::FILE* out = stdout;
-        fmt::print(out, "\nsummary (GB/s = 1e9 bytes/s; AdamW 28 bytes per parameter; triad 12 bytes per element, STREAM's count;\n"
-                        "1 thread by main-thread CPU time, 2 threads by wall time)\n");
-        const char* sizes[][3] = {{"160 MB (in L3) ", "adamw", "triad_l3"}, {"1 GiB (DRAM)   ", "adamw_dram", "triad_dram"}};
+        fmt::print(out, "\nsummary: GB/s (1e9 bytes/s) by wall time / by the main thread's CPU time; AdamW 28 bytes per parameter,\n"
+                        "triad 12 bytes per element (STREAM's count); on a busy machine trust the CPU-time figure at 1 thread\n");
+        const char* sizes[][3] = {{"160 MB (in L3)", "adamw", "triad_l3"}, {"1 GiB (DRAM)", "adamw_dram", "triad_dram"}};
         for (const auto& sz : sizes)
             for (int t : {1, 2}) {
-                const double adam = pick(fmt::format("{}/{}", sz[1], t), t), triad = pick(fmt::format("{}/{}", sz[2], t), t);
-                if (adam <= 0 || triad <= 0) continue;
-                fmt::print(out, "{} {} thr: AdamW {:6.1f} GB/s  triad {:6.1f} GB/s  AdamW / triad {:.2f}\n", sz[0], t, adam / 1e9, triad / 1e9,
-                           adam / triad);
+                const Rate adam = pick(fmt::format("{}/{}", sz[1], t)), triad = pick(fmt::format("{}/{}", sz[2], t));
+                if (adam.wall <= 0 || triad.wall <= 0) continue;
+                fmt::print(out, "{:<15} {} thr: AdamW {:5.1f} / {:5.1f}  triad {:5.1f} / {:5.1f}  AdamW / triad {:.2f} / {:.2f}\n", sz[0], t,
+                           adam.wall / 1e9, adam.cpu / 1e9, triad.wall / 1e9, triad.cpu / 1e9, adam.wall / triad.wall, adam.cpu / triad.cpu);
             }
         for (const char* z : {"zero_grad", "zero_grad_dram"})
             for (int t : {1, 2}) {
-                const double r = pick(fmt::format("{}/{}", z, t), t);
-                if (r > 0) fmt::print(out, "{:<15} {} thr: {:6.1f} GB/s (4 bytes written per parameter)\n", z, t, r / 1e9);
+                const Rate r = pick(fmt::format("{}/{}", z, t));
+                if (r.wall > 0) fmt::print(out, "{:<15} {} thr: {:5.1f} / {:5.1f} (4 bytes written per parameter)\n", z, t, r.wall / 1e9, r.cpu / 1e9);
             }
     }
 
@@ -170,10 +175,9 @@ private:
         double wall = 0, cpu = 0;
         bool from_median = false;
     };
-    double pick(const std::string& name, int threads) const {
+    Rate pick(const std::string& name) const {
         auto it = rates_.find(name);
-        if (it == rates_.end()) return 0.0;
-        return threads == 1 ? it->second.cpu : it->second.wall;
+        return it == rates_.end() ? Rate() : it->second;
     }
     std::map<std::string, Rate> rates_;
 };
@@ -193,13 +197,16 @@ int main(int argc, char** argv) {
     benchmark::RegisterBenchmark("relu_fwd", bm_relu_fwd);
     benchmark::RegisterBenchmark("relu_bwd", bm_relu_bwd);
     // The summary needs the console format; --benchmark_format=json (compare.sh) keeps the default reporter.
-    bool console = true;
-    for (int i = 1; i < argc; ++i)
+    bool console = true, color = true;
+    for (int i = 1; i < argc; ++i) {
         if (std::strncmp(argv[i], "--benchmark_format=", 19) == 0 && std::strcmp(argv[i] + 19, "console") != 0) console = false;
+        if (std::strcmp(argv[i], "--benchmark_color=false") == 0) color = false;
+    }
     benchmark::Initialize(&argc, argv);
     if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
     if (console) {
-        SummaryReporter reporter;
+        SummaryReporter reporter(color && isatty(STDOUT_FILENO) ? benchmark::ConsoleReporter::OO_ColorTabular
+                                                                : benchmark::ConsoleReporter::OO_Tabular);
         benchmark::RunSpecifiedBenchmarks(&reporter);
     } else {
         benchmark::RunSpecifiedBenchmarks();
