@@ -24,8 +24,8 @@
 //   tinydnn_mlp_epoch     as shipped: std::async with hardware_concurrency() threads; --threads
 //                         must equal hardware_concurrency() (2 on the benchmark machine).
 //   tinydnn_mlp_epoch_st  with CNN_SINGLE_THREAD (tiny-dnn's own switch): --threads must be 1.
-// Both define CNN_USE_AVX (tiny-dnn's AVX kernels for its vectorised dot and muladd; off by
-// default in config.h, on here as in tiny-dnn's own CMake option USE_AVX) and undefine
+// Both define CNN_USE_AVX (tiny-dnn's AVX versions of its vectorised dot and muladd; off in
+// config.h, on by default in tiny-dnn's own CMakeLists: option USE_AVX ON) and undefine
 // CNN_USE_GEMMLOWP (only its quantized layers need gemmlowp, which Debian does not ship).
 // Debian's package declares no dependencies, but its headers need libcereal-dev and libstb-dev
 // (under the path third_party/stb/, which CMake provides with a symlink); see CMakeLists.txt.
