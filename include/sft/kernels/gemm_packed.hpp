@@ -28,8 +28,10 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <type_traits>
+#include <vector>
 
 #if SFT_KERNELS_SIMD && defined(__AVX512F__)
 #include <immintrin.h>
@@ -112,13 +114,75 @@ private:
     std::size_t capacity_ = 0;
 };
 
+/// The packing buffers of one running task, allocated at their largest size when created (only
+/// the part a block uses is touched).
+template <class T>
+struct TaskBuffers {
+    PackBuffer<T> a, b;
+    TaskBuffers() {
+        a.get(Blocking<T>::kc_max * Blocking<T>::mc_max);
+        b.get(Blocking<T>::kc_max * Blocking<T>::nc_max);
+    }
+};
+
+/// The buffers of a thread's serial products (`task`) and of the operand a threaded product
+/// packs once for all its tasks (`shared`, grown to the largest product seen).
 template <class T>
 struct ThreadBuffers {
-    PackBuffer<T> a, b, shared_a;
+    TaskBuffers<T> task;
+    PackBuffer<T> shared;
     static ThreadBuffers& local() {
         static thread_local ThreadBuffers buffers;
         return buffers;
     }
+};
+
+/// The tasks of a threaded product take their buffers from here: whichever thread the pool hands
+/// a task to, a steady state allocates nothing once num_threads + 1 sets exist (the caller makes
+/// sure of it before its first job at a thread count; more are added only if more tasks run at
+/// once, e.g. two user threads starting products together).
+template <class T>
+class TaskBufferPool {
+public:
+    static TaskBufferPool& instance() {
+        static TaskBufferPool pool;
+        return pool;
+    }
+    void reserve(std::size_t n) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        while (all_.size() < n) add();
+    }
+    TaskBuffers<T>* acquire() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (free_.empty()) add();
+        TaskBuffers<T>* b = free_.back();
+        free_.pop_back();
+        return b;
+    }
+    void release(TaskBuffers<T>* b) noexcept {
+        std::lock_guard<std::mutex> lock(mutex_);
+        free_.push_back(b);  // capacity reserved in add(): no allocation
+    }
+
+private:
+    void add() {
+        all_.push_back(std::make_unique<TaskBuffers<T>>());
+        free_.reserve(all_.size());
+        free_.push_back(all_.back().get());
+    }
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<TaskBuffers<T>>> all_;
+    std::vector<TaskBuffers<T>*> free_;
+};
+
+/// A task's lease of one set of TaskBufferPool.
+template <class T>
+struct TaskLease {
+    TaskBuffers<T>* buffers = TaskBufferPool<T>::instance().acquire();
+    TaskLease() = default;
+    TaskLease(const TaskLease&) = delete;
+    TaskLease& operator=(const TaskLease&) = delete;
+    ~TaskLease() { TaskBufferPool<T>::instance().release(buffers); }
 };
 
 #if SFT_KERNELS_SIMD && defined(__AVX512F__)
@@ -381,17 +445,14 @@ struct KBlocks {
 /// gradient's g^T, lda = out) fall into two L1 sets and were measured 20% slower.
 template <class T>
 void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_end, std::size_t j_begin, std::size_t j_end, std::size_t k,
-                T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc,
+                T alpha, const T* a, std::size_t lda, const T* b, std::size_t ldb, T beta, T* c, std::size_t ldc, TaskBuffers<T>& buffers,
                 const T* shared_a = nullptr, const Epilogue<T>& ep = {}) noexcept {
     using Bl = Blocking<T>;
     constexpr std::size_t mr = Bl::mr, nr = Bl::nr;
     const KBlocks<T> kb(k);
-    auto& buffers = ThreadBuffers<T>::local();
     const bool direct_b = !trans_b;
-    const std::size_t nc_cap = direct_b ? nr : std::min(Bl::nc_max, (j_end - j_begin + nr - 1) / nr * nr);
-    const std::size_t mc_cap = std::min(Bl::mc_max, (i_end - i_begin + mr - 1) / mr * mr);
-    T* bpack = buffers.b.get(kb.size * nc_cap);
-    T* apack = shared_a ? nullptr : buffers.a.get(kb.size * mc_cap);
+    T* bpack = buffers.b.get(Bl::kc_max * Bl::nc_max);  // allocated at this size already (TaskBuffers)
+    T* apack = shared_a ? nullptr : buffers.a.get(Bl::kc_max * Bl::mc_max);
     const std::size_t m_pad = (i_end + mr - 1) / mr * mr;  // rows of shared_a per k block
     for (std::size_t jc = j_begin; jc < j_end; jc += Bl::nc_max) {
         const std::size_t nc = std::min(Bl::nc_max, j_end - jc);
@@ -472,12 +533,13 @@ inline void micro_kernel_ct(std::size_t kc, const float* __restrict a, std::size
 /// operand, packed beforehand by the caller into `bt` (per k block: kb.size * m_pad values, panels
 /// of 32 columns as pack_b lays them out). j_begin is a multiple of 12.
 inline void gemm_block_ct(std::size_t m, std::size_t j_begin, std::size_t j_end, std::size_t k, float alpha, const float* b, std::size_t ldb,
-                          float beta, float* c, std::size_t ldc, const float* bt, const Epilogue<float>& ep) noexcept {
+                          float beta, float* c, std::size_t ldc, const float* bt, const Epilogue<float>& ep, TaskBuffers<float>& buffers) noexcept {
     constexpr std::size_t mr = 12, nr = 32, ks = ct_row_stride;
     const KBlocks<float> kb(k);
     const std::size_t m_pad = (m + nr - 1) / nr * nr;
     const std::size_t j_full = j_begin + (j_end - j_begin) / mr * mr;  // rows in full panels: read in place
-    float* edge = ThreadBuffers<float>::local().a.get(mr * ks);
+    static_assert(mr * ks <= Blocking<float>::kc_max * Blocking<float>::mc_max);
+    float* edge = buffers.a.get(Blocking<float>::kc_max * Blocking<float>::mc_max);  // allocated at this size already
     for (std::size_t blk = 0; blk < kb.count; ++blk) {
         const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
         const bool last = blk + 1 == kb.count;
@@ -501,7 +563,7 @@ inline constexpr bool has_ct = true;
 #else
 inline constexpr bool has_ct = false;
 inline void gemm_block_ct(std::size_t, std::size_t, std::size_t, std::size_t, float, const float*, std::size_t, float, float*, std::size_t,
-                          const float*, const Epilogue<float>&) noexcept {}
+                          const float*, const Epilogue<float>&, TaskBuffers<float>&) noexcept {}
 #endif
 
 }  // namespace gemm_detail
@@ -533,6 +595,9 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     // Below ~2 MFLOP a thread's wake-up and its own packing cost more than they save.
     const double flops = 2.0 * double(m) * double(n) * double(k);
     std::size_t tasks = flops < 2e6 ? 1 : pool.num_threads();
+    const bool serial = tasks <= 1 || ::sft::detail::ThreadPool::in_task();
+    auto& local = gemm_detail::ThreadBuffers<T>::local();
+    if (!serial) gemm_detail::TaskBufferPool<T>::instance().reserve(tasks + 1);
     if constexpr (std::is_same_v<T, float> && gemm_detail::has_ct && Bl::mr == 12 && Bl::nr == 32) {
         if (trans_b && !trans_a && m <= n) {
             // x W^T: computed as (W x^T)^T, so that only x (the smaller operand) is transposed in
@@ -540,8 +605,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             // panels of W (columns of C), a few per thread.
             const gemm_detail::KBlocks<T> kb(k);
             const std::size_t m_pad = (m + nr - 1) / nr * nr, i_panels = m_pad / nr, j_panels = (n + mr - 1) / mr;
-            const bool serial = tasks <= 1 || ::sft::detail::ThreadPool::in_task();
-            T* bt = gemm_detail::ThreadBuffers<T>::local().shared_a.get(kb.count * kb.size * m_pad);
+            T* bt = local.shared.get(kb.count * kb.size * m_pad);
             auto pack = [&](std::size_t t) {
                 const std::size_t blk = t / i_panels, i0 = (t % i_panels) * nr;
                 const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
@@ -549,20 +613,21 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             };
             if (serial) {
                 for (std::size_t t = 0; t < kb.count * i_panels; ++t) pack(t);
-                gemm_detail::gemm_block_ct(m, 0, n, k, alpha, b, ldb, beta, c, ldc, bt, ep);
+                gemm_detail::gemm_block_ct(m, 0, n, k, alpha, b, ldb, beta, c, ldc, bt, ep, local.task);
                 return;
             }
             pool.run(kb.count * i_panels, pack);
             const std::size_t pj = std::max<std::size_t>(1, j_panels / (3 * tasks));  // panels per task
             pool.run((j_panels + pj - 1) / pj, [&](std::size_t t) {
                 const std::size_t j0 = t * pj * mr, j1 = std::min(n, (t + 1) * pj * mr);
-                gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep);
+                gemm_detail::TaskLease<T> lease;
+                gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, *lease.buffers);
             });
             return;
         }
     }
-    if (tasks <= 1 || ::sft::detail::ThreadPool::in_task()) {
-        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, static_cast<const T*>(nullptr), ep);
+    if (serial) {
+        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, local.task, static_cast<const T*>(nullptr), ep);
         return;
     }
     if (m * k <= k * n && n_panels >= 2) {
@@ -571,7 +636,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         // processes is made up for by the others (the pool hands tasks out dynamically).
         const gemm_detail::KBlocks<T> kb(k);
         const std::size_t m_pad = m_panels * mr;
-        T* shared_a = gemm_detail::ThreadBuffers<T>::local().shared_a.get(kb.count * kb.size * m_pad);
+        T* shared_a = local.shared.get(kb.count * kb.size * m_pad);
         const std::size_t a_chunk = 4;  // panels per packing task
         const std::size_t a_chunks = (m_panels + a_chunk - 1) / a_chunk;
         pool.run(kb.count * a_chunks, [&](std::size_t t) {
@@ -582,7 +647,8 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         const std::size_t pn = std::max<std::size_t>(1, n_panels / (3 * tasks));  // panels per task
         pool.run((n_panels + pn - 1) / pn, [&](std::size_t t) {
             const std::size_t j0 = t * pn * nr, j1 = std::min(n, (t + 1) * pn * nr);
-            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, shared_a, ep);
+            gemm_detail::TaskLease<T> lease;
+            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease.buffers, shared_a, ep);
         });
         return;
     }
@@ -591,7 +657,10 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     const std::size_t pm = (m_panels + tm - 1) / tm;  // panels per task
     pool.run(tm, [&](std::size_t t) {
         const std::size_t i0 = std::min(m, t * pm * mr), i1 = std::min(m, (t + 1) * pm * mr);
-        if (i0 < i1) gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, static_cast<const T*>(nullptr), ep);
+        if (i0 >= i1) return;
+        gemm_detail::TaskLease<T> lease;
+        gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease.buffers,
+                                static_cast<const T*>(nullptr), ep);
     });
 }
 
