@@ -175,7 +175,7 @@ peak = g["fma_peak"]["FLOPS"] / 1e9 if "fma_peak" in g else nan
 triad = g["triad"]["BYTES"] / 2**30 if "triad" in g else nan
 print(f"FMA peak (1 core): {peak:.1f} GFLOP/s   triad (gemm_bench, 1 core, 3 x 128 MiB): {triad * 2**30 / 1e9:.1f} GB/s")
 gf = lambda name: g.get(name, {}).get("FLOPS", nan) / 1e9
-print(f"{'GEMM, GFLOP/s':<24}{'sft':>9}{'eigen':>9}{'openblas':>10}{'openblas SkylakeX':>19}{'sft/best openblas':>19}{'share of peak':>15}")
+print(f"{'GEMM, GFLOP/s':<32}{'sft':>9}{'eigen':>9}{'openblas':>10}{'openblas SkylakeX':>19}{'sft/best openblas':>19}{'share of peak':>15}")
 gemm_ratio = {}
 for shape, t in (("fc1", 1), ("fc2", 1), ("fc1_b32", 1), ("fc1", 2)):
     for op in ("fwd", "dx", "dw"):
@@ -185,7 +185,8 @@ for shape, t in (("fc1", 1), ("fc2", 1), ("fc1_b32", 1), ("fc1", 2)):
         ratio = v("sft") / best_ob
         gemm_ratio.setdefault((shape, t), []).append(ratio)
         label = f"{shape} {op} {g.get(f'gemm/{shape}/{op}/sft/{t}', {}).get('label', '')}, {t} thr"
-        print(f"{label:<24}{v('sft'):>9.1f}{v('eigen'):>9.1f}{v('openblas'):>10.1f}{v('openblas', '@SkylakeX'):>19.1f}{ratio:>19.2f}{v('sft') / (peak * t):>15.2f}")
+        f1 = lambda x: "-" if math.isnan(x) else f"{x:.1f}"  # "-": not measured (eigen at 2 threads)
+        print(f"{label:<32}{f1(v('sft')):>9}{f1(v('eigen')):>9}{f1(v('openblas')):>10}{f1(v('openblas', '@SkylakeX')):>19}{ratio:>19.2f}{v('sft') / (peak * t):>15.2f}")
 
 # --- AdamW against the triad ---
 # kernels_bench measures AdamW<float>::step() and a triad on the same working set, in the L3
