@@ -96,18 +96,6 @@ struct ConvCut {
     std::size_t end(std::size_t t, std::size_t samples) const noexcept { return std::min(samples, (t + 1) * per_task); }
 };
 
-/// `buffer` as a tensor of `shape` to write a result into: the same storage when the layer holds
-/// the only reference and the element count is unchanged (no allocation), else a fresh tensor, so
-/// that a caller who kept an earlier result never sees it overwritten.
-template <class T>
-Tensor<T>& reuse_buffer(Tensor<T>& buffer, const Shape& shape) {
-    if (buffer.defined() && buffer.use_count() == 1 && buffer.numel() == shape.numel()) {
-        if (buffer.shape() != shape) buffer = buffer.reshape(shape);
-    } else {
-        buffer = Tensor<T>::empty(shape);
-    }
-    return buffer;
-}
 }  // namespace detail
 
 /// 2-D convolution (cross-correlation, as PyTorch): [N, in, H, W] -> [N, out, OH, OW] with
@@ -168,7 +156,7 @@ public:
         const std::size_t n = input.shape()[0], out_c = opt_.out_channels();
         const std::size_t k = g.col_rows(), p = g.col_cols(), in_stride = g.channels * g.height * g.width;
         input_ = Tensor<T>();  // the previous step's, if backward() did not run
-        Tensor<T>& out = detail::reuse_buffer(output_, Shape{n, out_c, g.out_h(), g.out_w()});
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, Shape{n, out_c, g.out_h(), g.out_w()});
         const T* w = weight_->value().data();
         const T* b = bias_ ? bias_->value().data() : nullptr;
         const T* x = input.data();
@@ -226,7 +214,7 @@ public:
         if (dw) partial_dw_.resize(cut.tasks * out_c * k);
         if (db) partial_db_.resize(cut.tasks * out_c);
         Tensor<T> grad_input;
-        if (need_input_grad) grad_input = detail::reuse_buffer(grad_input_, input.shape());
+        if (need_input_grad) grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());
         const T* w = weight_->value().data();
         const T* x = input.data();
         const T* gy = grad_output.data();
@@ -287,7 +275,7 @@ public:
     }
 
     /// Drops the input saved by the last forward() (afterwards backward() throws as without a forward).
-    void release_saved() noexcept { input_ = Tensor<T>(); }
+    void release_saved() noexcept override { input_ = Tensor<T>(); }
 
 private:
     // Whether the weight-gradient GEMM pads less as [K, out] than as [out, K] in the packed
@@ -327,7 +315,7 @@ private:
     Tensor<T> input_;  // saved by forward for backward, released by backward
     kernels::ConvGeometry geom_;
     Shape out_shape_;
-    Tensor<T> output_, grad_input_;         // kept and reused across steps (see detail::reuse_buffer)
+    Tensor<T> output_, grad_input_;         // kept and reused across steps (see nn::detail::reuse_or_empty)
     std::vector<T> partial_dw_, partial_db_;  // per-task weight and bias gradients
 };
 

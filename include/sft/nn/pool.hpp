@@ -128,7 +128,7 @@ public:
         const kernels::ConvGeometry g =
             detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
         const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width, oplane = oh * ow;
-        Tensor<T>& out = detail::reuse_buffer(output_, Shape{n, g.channels, oh, ow});
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, Shape{n, g.channels, oh, ow});
         argmax_.resize(out.numel());
         const T* x = input.data();
         T* y = out.data();
@@ -151,7 +151,7 @@ public:
         if (!forwarded_) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
         if (!need_input_grad) return Tensor<T>();
-        Tensor<T> grad_input = detail::reuse_buffer(grad_input_, in_shape_);
+        Tensor<T> grad_input = nn::detail::reuse_or_empty(grad_input_, in_shape_);
         const std::size_t planes = in_shape_[0] * in_shape_[1], plane = in_shape_[2] * in_shape_[3];
         const std::size_t oplane = out_shape_[2] * out_shape_[3];
         T* dx = grad_input.data();
@@ -286,7 +286,7 @@ public:
         const kernels::ConvGeometry g =
             detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
         const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
-        Tensor<T>& out = detail::reuse_buffer(output_, Shape{n, g.channels, oh, ow});
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, Shape{n, g.channels, oh, ow});
         const T* x = input.data();
         T* y = out.data();
         sft::detail::parallel_for(n * g.channels, std::max<std::size_t>(1, 4096 / plane), [&](std::size_t begin, std::size_t end) {
@@ -319,7 +319,7 @@ public:
         if (!need_input_grad) return Tensor<T>();
         const kernels::ConvGeometry& g = geom_;
         const std::size_t oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
-        Tensor<T> grad_input = detail::reuse_buffer(grad_input_, in_shape_);
+        Tensor<T> grad_input = nn::detail::reuse_or_empty(grad_input_, in_shape_);
         const T* gy = grad_output.data();
         T* dx = grad_input.data();
         sft::detail::parallel_for(in_shape_[0] * g.channels, std::max<std::size_t>(1, 4096 / plane), [&](std::size_t begin, std::size_t end) {
