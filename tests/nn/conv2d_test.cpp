@@ -168,7 +168,7 @@ ConvRun run_conv(const Conv2dOptions& opt, const Tensor<float>& x, const Tensor<
 }
 }  // namespace
 
-TEST_CASE("Conv2d: a batch cut into tasks of several samples equals the samples one by one; 1 and 2 threads bit-identical",
+TEST_CASE("Conv2d: a batch cut into tasks of several samples equals the samples one by one, and 1 and 2 threads bit-identical",
           "[nn][conv2d]") {
     ThreadCountGuard guard;
     struct Case {

@@ -217,7 +217,7 @@ TEST_CASE("MaxPool2d: ties, NaNs and odd sizes as PyTorch's CPU kernel, 2x2 fast
     }
 }
 
-TEST_CASE("Pooling: 1 and 2 threads bit-identical; outputs reused only when the caller dropped them", "[nn][pool]") {
+TEST_CASE("Pooling: 1 and 2 threads bit-identical, and outputs reused only when the caller dropped them", "[nn][pool]") {
     ThreadCountGuard guard;
     const Tensor<float> x = sft::testing::random_tensor({16, 8, 26, 26}, 3).to<float>();
     auto run = [&](sft::nn::Module<float>& pool) {
