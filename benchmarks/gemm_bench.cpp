@@ -24,6 +24,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -38,9 +39,26 @@ struct Shape {
 };
 const Shape shapes[] = {{"fc1", 128, 784, 512}, {"fc2", 128, 512, 256}, {"fc3", 128, 256, 10}, {"fc1_b32", 32, 784, 512}, {"fc2_b32", 32, 512, 256}};
 
-std::vector<float> random_vector(std::size_t n, std::uint64_t seed) {
+// Operands on 64-byte boundaries, as sft's tensors are (std::vector's default allocator only
+// promises 16 bytes), so that every implementation sees the alignment it gets in training.
+template <class T>
+struct Aligned64 {
+    using value_type = T;
+    Aligned64() = default;
+    template <class U>
+    Aligned64(const Aligned64<U>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(64)); }
+    template <class U>
+    bool operator==(const Aligned64<U>&) const noexcept { return true; }
+    template <class U>
+    bool operator!=(const Aligned64<U>&) const noexcept { return false; }
+};
+using AlignedVector = std::vector<float, Aligned64<float>>;
+
+AlignedVector random_vector(std::size_t n, std::uint64_t seed) {
     sft::Rng rng(seed);
-    std::vector<float> v(n);
+    AlignedVector v(n);
     for (auto& x : v) x = static_cast<float>(rng.uniform(-1.0, 1.0));
     return v;
 }
@@ -67,9 +85,9 @@ void bm_gemm(benchmark::State& state, Impl impl, Shape s, Op op) {
 #if SFT_BENCH_OPENBLAS
     openblas_set_num_threads(int(threads));
 #endif
-    const std::vector<float> x = random_vector(s.batch * s.in, 1), w = random_vector(s.out * s.in, 2), g = random_vector(s.batch * s.out, 3);
-    const std::vector<float> bias = random_vector(s.out, 4);
-    std::vector<float> c;
+    const AlignedVector x = random_vector(s.batch * s.in, 1), w = random_vector(s.out * s.in, 2), g = random_vector(s.batch * s.out, 3);
+    const AlignedVector bias = random_vector(s.out, 4);
+    AlignedVector c;
     std::size_t m = 0, n = 0, k = 0;
     for (auto _ : state) {
         switch (op) {
