@@ -10,6 +10,8 @@
 
 #include <catch2/catch.hpp>
 
+#include "support/counting_new.hpp"
+
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
@@ -17,31 +19,7 @@
 #include <new>
 #include <vector>
 
-namespace {
-std::atomic<long> allocations{0};
-
-void* counted_alloc(std::size_t n, std::size_t align) {
-    ++allocations;
-    void* p = nullptr;
-    if (align <= alignof(std::max_align_t)) p = std::malloc(n ? n : 1);
-    else p = std::aligned_alloc(align, (std::max<std::size_t>(n, 1) + align - 1) / align * align);
-    if (!p) throw std::bad_alloc();
-    return p;
-}
-}  // namespace
-
-void* operator new(std::size_t n) { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+using sft_test::allocations;
 
 namespace {
 template <class Opt>

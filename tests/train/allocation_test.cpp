@@ -21,8 +21,7 @@
 
 #include <catch2/catch.hpp>
 
-#include <execinfo.h>
-#include <unistd.h>
+#include "support/counting_new.hpp"
 
 #include <algorithm>
 #include <atomic>
@@ -36,52 +35,8 @@
 #include <string>
 #include <vector>
 
-namespace {
-
-std::atomic<long> allocations{0};
-std::atomic<bool> window_open{false};  // inside a measured window (for tracing only)
-const bool trace_allocations = [] {
-    const char* v = std::getenv("SFT_ALLOC_TRACE");
-    return v != nullptr && std::strcmp(v, "0") != 0;
-}();
-thread_local bool in_trace = false;
-
-void trace(std::size_t n) noexcept {
-    if (!trace_allocations || !window_open.load(std::memory_order_relaxed) || in_trace) return;
-    in_trace = true;
-    char head[96];
-    const int len = std::snprintf(head, sizeof head, "--- allocation of %zu bytes in a measured window:\n", n);
-    if (len > 0) (void)!::write(2, head, static_cast<std::size_t>(len));
-    void* frames[24];
-    const int depth = ::backtrace(frames, 24);
-    ::backtrace_symbols_fd(frames, depth, 2);  // writes to the fd directly, no malloc
-    in_trace = false;
-}
-
-void* counted_alloc(std::size_t n, std::size_t align) {
-    allocations.fetch_add(1, std::memory_order_relaxed);
-    trace(n);
-    void* p = nullptr;
-    if (align <= alignof(std::max_align_t)) p = std::malloc(n ? n : 1);
-    else p = std::aligned_alloc(align, (std::max<std::size_t>(n, 1) + align - 1) / align * align);
-    if (!p) throw std::bad_alloc();
-    return p;
-}
-
-}  // namespace
-
-void* operator new(std::size_t n) { return counted_alloc(n, 0); }
-void* operator new[](std::size_t n) { return counted_alloc(n, 0); }
-void* operator new(std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void* operator new[](std::size_t n, std::align_val_t a) { return counted_alloc(n, static_cast<std::size_t>(a)); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
+using sft_test::allocations;
+using sft_test::window_open;
 
 namespace {
 
