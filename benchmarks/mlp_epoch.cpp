@@ -6,6 +6,8 @@
 // Usage: mlp_epoch [--threads N] [--batch B] [--epochs E] [--seed S] [--data DIR]
 // Prints one line per epoch and a last line that compare.sh parses:
 //   RESULT impl=sft threads=1 batch=128 epoch_s=... test_acc=... loss=... gemm_gflop=... peak_rss_mb=...
+#include "epoch_clock.hpp"
+
 #include <sft/parallel.hpp>
 #include <sft/sft.hpp>
 
@@ -17,25 +19,9 @@
 #include <cstring>
 #include <string>
 
-namespace {
-
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// CPU time of the process (user + system, every thread): robust to other processes on a shared
-// machine, unlike the wall clock.
-double cpu_s() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-double peak_rss_mb() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
-}  // namespace
+using sft_bench::cpu_s;
+using sft_bench::now_s;
+using sft_bench::peak_rss_mb;
 
 int main(int argc, char** argv) {
     std::size_t threads = 1, batch = 128, epochs = 1;

@@ -37,6 +37,8 @@
 // Last line: RESULT impl=tinydnn threads=... batch=... epoch_s=... cpu_s=... test_acc=... loss=nan
 //            test_loss=... peak_rss_mb=...
 #define CNN_NO_SERIALIZATION  // network::save/load are not used: less to compile
+#include "../epoch_clock.hpp"
+
 #include <tiny_dnn/config.h>
 #undef CNN_USE_GEMMLOWP  // config.h defines it on every non-Windows system; gemmlowp is not packaged
 
@@ -69,21 +71,9 @@
 
 namespace {
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// CPU time of the process (user + system, every thread): robust to other processes on a shared
-// machine, unlike the wall clock.
-double cpu_s() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-double peak_rss_mb() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_maxrss) / 1024.0;
-}
+using sft_bench::cpu_s;
+using sft_bench::now_s;
+using sft_bench::peak_rss_mb;
 
 // Copies an sft dataset into tiny-dnn's containers: one vec_t of 784 floats per image, one label each.
 void to_tinydnn(const sft::data::TensorDataset<float>& d, std::vector<tiny_dnn::vec_t>& x, std::vector<tiny_dnn::label_t>& y) {

@@ -9,6 +9,8 @@
 //
 // Usage: torch_conv_epoch [--threads N] [--batch B] [--epochs E] [--seed S] [--data DIR]
 // Last line: RESULT impl=libtorch workload=conv threads=... batch=... epoch_s=... cpu_s=... test_acc=... loss=... peak_rss_mb=...
+#include "../epoch_clock.hpp"
+
 #include <sft/data/fashion_mnist.hpp>
 #include <sft/data/split.hpp>
 
@@ -23,21 +25,9 @@
 
 namespace {
 
-double now_s() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
-
-// CPU time of the process (user + system, every thread): robust to other processes on a shared
-// machine, unlike the wall clock.
-double cpu_s() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + 1e-6 * double(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
-}
-
-double peak_rss_mb() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return double(u.ru_maxrss) / 1024.0;
-}
+using sft_bench::cpu_s;
+using sft_bench::now_s;
+using sft_bench::peak_rss_mb;
 
 // Copies an sft dataset into torch tensors: x [N, 1, 28, 28] float, y [N] int64.
 std::pair<torch::Tensor, torch::Tensor> to_torch(const sft::data::TensorDataset<float>& d) {
