@@ -148,12 +148,11 @@ public:
         return out;
     }
 
-    /// True if some parameter below this module requires a gradient. Allocates nothing once it
-    /// has run (a training step calls it): the list is collected into a kept vector.
-    bool has_trainable() {
-        found_.clear();
-        collect_parameters(found_);
-        for (auto* p : found_)
+    /// True if some parameter of this module or below it requires a gradient. Walks the modules
+    /// without collecting anything (a training step calls it; containers override to add their
+    /// children).
+    virtual bool has_trainable() const noexcept {
+        for (const auto& p : params_)
             if (p->requires_grad()) return true;
         return false;
     }
@@ -208,7 +207,8 @@ public:
     /// Makes trainable again what freeze() froze. Throws sft::Error (kind key) if no parameter matches.
     void unfreeze(const std::string& prefix = "") { set_requires_grad(prefix, true, "unfreeze"); }
 
-    /// Parameters and buffers of this module itself, then of its children (containers override).
+    /// Parameters and buffers of this module itself, then of its children (containers override
+    /// these and has_trainable()).
     virtual void collect_parameters(std::vector<Parameter<T>*>& out) {
         for (auto& p : params_) out.push_back(p.get());
     }
@@ -283,7 +283,6 @@ private:
     std::string name_;
     std::vector<std::unique_ptr<Parameter<T>>> params_;
     std::vector<std::unique_ptr<Buffer<T>>> buffers_;
-    std::vector<Parameter<T>*> found_;  // has_trainable()'s kept list
 };
 
 }  // namespace sft::nn

@@ -127,6 +127,12 @@ public:
         for (auto& c : children_) c.second->set_name(full(c.first));
     }
 
+    bool has_trainable() const noexcept override {
+        if (Module<T>::has_trainable()) return true;
+        for (const auto& c : children_)
+            if (c.second->has_trainable()) return true;
+        return false;
+    }
     void collect_parameters(std::vector<Parameter<T>*>& out) override {
         Module<T>::collect_parameters(out);
         for (auto& c : children_) c.second->collect_parameters(out);
