@@ -44,6 +44,7 @@ void naive_gemm(bool ta, bool tb, std::size_t m, std::size_t n, std::size_t k, T
 
 struct Case {
     std::size_t m, n, k;
+    std::size_t ldb_pad = 2;  ///< ldb = (tb ? k : n) + ldb_pad
 };
 
 /// One product checked against the long double loop and against Eigen (kernels::gemm), with the
@@ -51,7 +52,7 @@ struct Case {
 template <class T>
 std::vector<T> check_product(const Case& cs, bool ta, bool tb, T alpha, T beta, std::uint64_t seed) {
     const std::size_t m = cs.m, n = cs.n, k = cs.k;
-    const std::size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + 2, ldc = n + 5;
+    const std::size_t lda = (ta ? m : k) + 3, ldb = (tb ? k : n) + cs.ldb_pad, ldc = n + 5;
     INFO("m " << m << " n " << n << " k " << k << " ta " << ta << " tb " << tb << " alpha " << alpha << " beta " << beta);
     TestBuffer<T> a((ta ? k : m) * lda, 1), b((tb ? n : k) * ldb, 2), c(m * ldc, 1);
     a.fill_uniform(seed, -1, 1);
@@ -117,6 +118,38 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed gives bit-identical results at 1, 2, 3 
                 if (first.empty()) first = c;
                 else REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(T)) == 0);
             }
+        }
+}
+
+TEMPLATE_TEST_CASE("kernels: gemm_packed packs a B whose row stride is a multiple of 1 KiB instead of reading it in place, with the same results",
+                   "[kernels][gemm_packed]", float, double) {
+    using T = TestType;
+    using sft::kernels::gemm_detail::b_in_place_ok;
+    // Rows 1 KiB or more apart share a few of L1's 64 sets: such panels are packed (fc2's weight
+    // gradient, ldb = 512 floats); an odd stride (784 floats) is read in place.
+    CHECK_FALSE(b_in_place_ok<float>(512, 128));
+    CHECK_FALSE(b_in_place_ok<float>(256, 256));
+    CHECK_FALSE(b_in_place_ok<double>(128, 128));
+    CHECK(b_in_place_ok<float>(784, 256));
+    CHECK(b_in_place_ok<float>(514, 256));
+    CHECK(b_in_place_ok<float>(512, 8));  // a short panel fits anyway (conv's k = 9)
+    ThreadCountGuard guard;
+    // ldb = n + pad (B not transposed) a power of two; edge panels, several k blocks, split
+    // between threads (> 2 MFLOP) along n and along m.
+    const std::size_t pad = 256 / sizeof(T) * 4;  // 1 KiB
+    const Case cases[] = {{20, pad - 2, 300, 2}, {256, 2 * pad - 30, 128, 30}, {128, pad, 260, pad}, {400, 33, 200, pad - 33}};
+    std::uint64_t seed = 7;
+    for (const auto& cs : cases)
+        for (int ta = 0; ta < 2; ++ta) {
+            std::vector<T> first;
+            for (std::size_t threads : {1, 2, 3}) {
+                sft::set_num_threads(threads);
+                INFO("threads " << threads);
+                const std::vector<T> c = check_product<T>(cs, ta, false, T(1), ta ? T(0) : T(0.5), seed);
+                if (first.empty()) first = c;
+                else REQUIRE(std::memcmp(c.data(), first.data(), c.size() * sizeof(T)) == 0);
+            }
+            seed += 5;
         }
 }
 
