@@ -94,8 +94,10 @@ private:
         input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
         const std::size_t rows = input.numel() / in_;
         const T* g = grad_output.data();
-        if (weight_->requires_grad())  // dW[out, in] += g^T[out, rows] x[rows, in]
-            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input.data(), in_, T(1), weight_->grad().data(), in_);
+        if (weight_->requires_grad()) {  // dW[out, in] += g^T[out, rows] x[rows, in] (=, after zero_grad())
+            const nn::GradTarget<T> dw = weight_->grad_for_backward();
+            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input.data(), in_, dw.overwrite ? T(0) : T(1), dw.data, in_);
+        }
         if (with_bias && bias_ && bias_->requires_grad())  // db[out] += column sums of g
             kernels::add_col_sums(g, rows, out_, bias_->grad().data());
         if (!need_input_grad) return Tensor<T>();

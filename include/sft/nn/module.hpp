@@ -3,6 +3,7 @@
 /// train/eval mode, state_dict / load_state_dict, freeze / unfreeze by name prefix.
 #pragma once
 
+#include <sft/detail/thread_pool.hpp>
 #include <sft/error.hpp>
 #include <sft/tensor.hpp>
 
@@ -17,9 +18,22 @@
 
 namespace sft::nn {
 
+/// Where a layer's backward writes a parameter's gradient (Parameter::grad_for_backward()).
+template <class T>
+struct GradTarget {
+    T* data;         ///< the gradient's elements
+    bool overwrite;  ///< true: the gradient is zero and not written yet: store the result (beta 0); false: add to it
+};
+
 /// A trainable tensor with its gradient, its dotted name ("fc1.weight") and its requires_grad flag.
 /// The gradient has the value's shape, starts at zero and accumulates (+=) over backward calls
 /// until the optimizer's zero_grad(), as in PyTorch.
+///
+/// zero_grad_() zeroes the gradient lazily: it only marks it. The next access through grad()
+/// writes the zeros, while a layer's backward that asks grad_for_backward() stores its gradient
+/// instead of adding it to zeros: one pass over every gradient less per training step (what
+/// PyTorch 2's zero_grad(set_to_none=True) saves), with grad() always reading as in PyTorch's
+/// set_to_none=False. A copy of the gradient tensor taken before zero_grad_() is not zeroed.
 template <class T>
 class Parameter {
 public:
@@ -32,8 +46,26 @@ public:
     const std::string& local_name() const noexcept { return local_name_; }
     Tensor<T>& value() noexcept { return value_; }
     const Tensor<T>& value() const noexcept { return value_; }
-    Tensor<T>& grad() noexcept { return grad_; }
-    const Tensor<T>& grad() const noexcept { return grad_; }
+    /// The gradient (zeros written first if zero_grad_() marked it).
+    Tensor<T>& grad() noexcept {
+        materialize_zero();
+        return grad_;
+    }
+    const Tensor<T>& grad() const noexcept {
+        materialize_zero();
+        return grad_;
+    }
+    /// Marks the gradient zero without writing it (see the class comment).
+    void zero_grad_() noexcept { grad_zero_pending_ = true; }
+    /// True while the gradient is marked zero and not written.
+    bool grad_zero_pending() const noexcept { return grad_zero_pending_; }
+    /// For a layer's backward about to write the whole gradient in one kernel that cannot fail:
+    /// its memory, and whether to store (it is marked zero; the mark is cleared) or add.
+    GradTarget<T> grad_for_backward() noexcept {
+        const bool overwrite = grad_zero_pending_;
+        grad_zero_pending_ = false;
+        return {grad_.data(), overwrite};
+    }
     /// False for a frozen parameter: backward computes no gradient for it, optimizers skip it.
     bool requires_grad() const noexcept { return trainable_; }
     void requires_grad_(bool on) noexcept { trainable_ = on; }
@@ -42,11 +74,19 @@ public:
     void set_prefix(const std::string& prefix) { name_ = prefix.empty() ? local_name_ : prefix + "." + local_name_; }
 
 private:
+    void materialize_zero() const noexcept {
+        if (!grad_zero_pending_) return;
+        grad_zero_pending_ = false;
+        T* g = grad_.data();
+        ::sft::detail::parallel_for(grad_.numel(), 16384, [g](std::size_t lo, std::size_t hi) { std::fill(g + lo, g + hi, T(0)); });
+    }
+
     std::string local_name_;
     std::string name_;
     Tensor<T> value_;
-    Tensor<T> grad_;
+    mutable Tensor<T> grad_;  // mutable: grad() const writes the zeros zero_grad_() marked
     bool trainable_ = true;
+    mutable bool grad_zero_pending_ = false;
 };
 
 /// A named non-trainable tensor that belongs to the state (BatchNorm's running statistics).

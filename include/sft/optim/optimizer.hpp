@@ -90,20 +90,14 @@ public:
     /// The optimizer's name in messages ("AdamW").
     virtual std::string type_name() const = 0;
 
-    /// Sets the gradient of every parameter of every group to zero (torch's zero_grad(set_to_none=False),
-    /// the default of torch 1.13). One pass over all gradients as one flat array, cut into chunks
-    /// of at least 16K elements on sft's pool (optim/detail/flat_pass.hpp); allocates nothing.
-    /// There is no set_to_none: sft's gradients are always allocated and backward adds into them.
+    /// Sets the gradient of every parameter of every group to zero, as torch's
+    /// zero_grad(set_to_none=False) (the default of torch 1.13) does: grad() reads zeros afterwards.
+    /// The zeros are not written here: each gradient is only marked (nn::Parameter::zero_grad_()),
+    /// and the next backward stores into it instead of adding to zeros, which saves a pass over
+    /// every gradient per step (what set_to_none=True saves in PyTorch 2); a gradient no backward
+    /// writes gets its zeros when it is next read. O(parameters), allocates nothing.
     void zero_grad() noexcept override {
-        flat_.clear();  // capacity reserved for every slot at construction: no allocation
-        std::size_t total = 0;
-        for (auto& s : slots_) {
-            flat_.push_back(Flat{total, s.param->grad().numel(), &s, false});
-            total = detail::round_up(total + flat_.back().size, detail::flat_align<T>());
-        }
-        detail::flat_pass(flat_.data(), flat_.size(), total, detail::flat_align<T>(), [](const Flat& f, std::size_t lo, std::size_t hi) {
-            std::fill(f.slot->param->grad().data() + lo, f.slot->param->grad().data() + hi, T(0));
-        });
+        for (auto& s : slots_) s.param->zero_grad_();
     }
 
     /// One update of every trainable parameter from its gradient. The state of a parameter is
@@ -118,6 +112,8 @@ public:
     void step() override {
         for (const auto& s : slots_) {
             if (!s.param->requires_grad()) continue;
+            // grad() writes the zeros a zero_grad() left pending (a parameter no backward reached)
+            // here, on the calling thread: the pass below reads gradients from pool tasks.
             const std::size_t n = s.param->value().numel();
             if (s.param->grad().numel() != n || (s.has_state && !s.buffers.empty() && s.buffers[0].numel() != n))
                 throw Error(ErrorKind::shape, fmt::format("{} step: parameter '{}' has value {}, gradient {}{}", type_name(), s.param->name(),
