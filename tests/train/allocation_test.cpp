@@ -9,6 +9,12 @@
 #include <sft/data/loader.hpp>
 #include <sft/loss/cross_entropy.hpp>
 #include <sft/nn/activation.hpp>
+#include <sft/nn/batchnorm.hpp>
+#include <sft/nn/dropout.hpp>
+#include <sft/nn/layernorm.hpp>
+#include <sft/nn/conv2d.hpp>
+#include <sft/nn/flatten.hpp>
+#include <sft/nn/pool.hpp>
 #include <sft/nn/linear.hpp>
 #include <sft/nn/sequential.hpp>
 #include <sft/optim/adamw.hpp>
@@ -71,10 +77,51 @@ sft::nn::Sequential<float> small_mlp(std::size_t in, std::size_t classes) {
 // TensorDataset, zero_grad / forward / loss / backward without input gradient / AdamW step), on
 // 128 samples in batches of 16: 8 steps per epoch, so steps 9 and 17 start a new epoch.
 // `frozen` names a prefix to freeze first ("" for none; "fc1" fine-tunes above the first layer).
+std::vector<long> loop_allocations(sft::nn::Sequential<float>& model, const sft::data::TensorDataset<float>& data);
+
 std::vector<long> manual_loop_allocations(const std::string& frozen = "") {
     const auto data = sft_test::blobs<float>(128, 24, 5, 3);
     auto model = small_mlp(24, 5);
     if (!frozen.empty()) model.freeze(frozen);
+    return loop_allocations(model, data);
+}
+
+// The example's convolutional network (examples/pretrain_fashion_mnist.cpp), narrower, on 12 x 12
+// images: conv 1->4 3x3, BatchNorm2d, ReLU, max-pool 2, conv 4->8 3x3, ReLU, average-pool 2, flatten,
+// Linear 8->5.
+sft::nn::Sequential<float> small_cnn() {
+    sft::Rng rng(12);
+    sft::nn::Sequential<float> model;
+    model.add("conv1", sft::nn::Conv2d<float>(1, 4, 3, 1, 0, true, rng));  // [N, 4, 10, 10]
+    model.add("bn1", sft::nn::BatchNorm2d<float>(4));
+    model.add("act1", sft::nn::ReLU<float>());
+    model.add("pool1", sft::nn::MaxPool2d<float>(2));  // [N, 4, 5, 5]
+    model.add("conv2", sft::nn::Conv2d<float>(4, 8, 3, 1, 0, true, rng));  // [N, 8, 3, 3]
+    model.add("act2", sft::nn::ReLU<float>());
+    model.add("pool2", sft::nn::AvgPool2d<float>(2));  // [N, 8, 1, 1]
+    model.add("flatten", sft::nn::Flatten<float>());
+    model.add("fc", sft::nn::Linear<float>(8, 5, true, rng));
+    return model;
+}
+
+// The other layer kinds on flat inputs: Linear, LayerNorm, GELU, Dropout, BatchNorm1d, Tanh, Sigmoid.
+sft::nn::Sequential<float> mixed_mlp() {
+    sft::Rng rng(13);
+    sft::nn::Sequential<float> model;
+    model.add("fc1", sft::nn::Linear<float>(24, 32, true, rng));
+    model.add("ln", sft::nn::LayerNorm<float>(32));
+    model.add("gelu", sft::nn::GELU<float>());
+    model.add("drop", sft::nn::Dropout<float>(0.2));
+    model.add("fc2", sft::nn::Linear<float>(32, 32, true, rng));
+    model.add("bn", sft::nn::BatchNorm1d<float>(32));
+    model.add("tanh", sft::nn::Tanh<float>());
+    model.add("fc3", sft::nn::Linear<float>(32, 16, true, rng));
+    model.add("sigmoid", sft::nn::Sigmoid<float>());
+    model.add("fc4", sft::nn::Linear<float>(16, 5, true, rng));
+    return model;
+}
+
+std::vector<long> loop_allocations(sft::nn::Sequential<float>& model, const sft::data::TensorDataset<float>& data) {
     sft::optim::AdamW<float> opt(model.parameters(), sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
     sft::loss::CrossEntropy<float> criterion;
     sft::data::DataLoader<float> loader(data, sft::data::DataLoaderOptions().batch_size(16).shuffle(true).seed(4));
@@ -161,6 +208,42 @@ TEST_CASE("The training loop of benchmarks/mlp_epoch.cpp allocates nothing per s
         // Steps 9 and 17 start an epoch (a new permutation, a new range-for): no exception for them.
         CHECK(per_step[9] == 0);
         CHECK(per_step[17] == 0);
+    }
+}
+
+TEST_CASE("The same loop on a convolutional network (Conv2d, ReLU, MaxPool2d, Flatten, Linear) allocates nothing per step after the first two",
+          "[train][allocation][conv]") {
+    // Conv2d runs its GEMMs inside pool tasks of a few samples each, with per-thread scratch and
+    // per-task partial weight gradients: all kept from step to step.
+    ThreadsGuard guard;
+    const auto flat = sft_test::blobs<float>(128, 144, 5, 3);
+    const sft::data::TensorDataset<float> images(flat.x().reshape({128, 1, 12, 12}), flat.y());
+    for (std::size_t threads : {1u, 2u}) {
+        CAPTURE(threads);
+        sft::set_num_threads(threads);
+        auto model = small_cnn();
+        const std::vector<long> per_step = loop_allocations(model, images);
+        INFO("allocations per step: " << describe(per_step, 1));
+        long steady = 0;
+        for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
+        CHECK(steady == 0);
+        CHECK(per_step[1] > 0);  // the first step allocates the buffers: the counter sees the layers
+    }
+}
+
+TEST_CASE("The same loop through LayerNorm, GELU, Dropout, BatchNorm1d, Tanh and Sigmoid allocates nothing per step after the first two",
+          "[train][allocation]") {
+    ThreadsGuard guard;
+    const auto data = sft_test::blobs<float>(128, 24, 5, 3);
+    for (std::size_t threads : {1u, 2u}) {
+        CAPTURE(threads);
+        sft::set_num_threads(threads);
+        auto model = mixed_mlp();
+        const std::vector<long> per_step = loop_allocations(model, data);
+        INFO("allocations per step: " << describe(per_step, 1));
+        long steady = 0;
+        for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
+        CHECK(steady == 0);
     }
 }
 

@@ -79,10 +79,12 @@ inline void check_pool_options(const char* type, Size2 k, Size2 s, Size2 p) {
                                 type, k.str(), s.str(), p.str()));
 }
 
-/// The window geometry of a pooling layer for an NCHW input; throws sft::Error naming `label`.
-inline kernels::ConvGeometry pool_geometry(const std::string& label, const Shape& s, Size2 k, Size2 st, Size2 p) {
+/// The window geometry of a pooling layer for an NCHW input; throws sft::Error naming `module`
+/// (its label is built only to throw: a forward allocates nothing).
+template <class T>
+kernels::ConvGeometry pool_geometry(const Module<T>& module, const Shape& s, Size2 k, Size2 st, Size2 p) {
     if (s.rank() != 4)
-        throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [N, C, H, W]", label, s.str()));
+        throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [N, C, H, W]", module.label(), s.str()));
     kernels::ConvGeometry g;
     g.channels = s[1];
     g.height = s[2];
@@ -94,9 +96,9 @@ inline kernels::ConvGeometry pool_geometry(const std::string& label, const Shape
     g.pad_h = p.h;
     g.pad_w = p.w;
     if (g.out_h() == 0 || g.out_w() == 0)
-        throw Error(ErrorKind::shape, fmt::format("{}: input {} with padding {} is smaller than the kernel {}", label, s.str(), p.str(), k.str()));
+        throw Error(ErrorKind::shape, fmt::format("{}: input {} with padding {} is smaller than the kernel {}", module.label(), s.str(), p.str(), k.str()));
     if (g.height * g.width > std::numeric_limits<std::uint32_t>::max())
-        throw Error(ErrorKind::shape, fmt::format("{}: input {} has planes of more than 2^32 elements", label, s.str()));
+        throw Error(ErrorKind::shape, fmt::format("{}: input {} has planes of more than 2^32 elements", module.label(), s.str()));
     return g;
 }
 }  // namespace detail
@@ -126,7 +128,7 @@ public:
     /// or is smaller than the window.
     Tensor<T> forward(const Tensor<T>& input) override {
         const kernels::ConvGeometry g =
-            detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
+            detail::pool_geometry(*this, input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
         const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width, oplane = oh * ow;
         Tensor<T>& out = nn::detail::reuse_or_empty(output_, Shape{n, g.channels, oh, ow});
         argmax_.resize(out.numel());
@@ -284,7 +286,7 @@ public:
     /// or is smaller than the window.
     Tensor<T> forward(const Tensor<T>& input) override {
         const kernels::ConvGeometry g =
-            detail::pool_geometry(this->label(), input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
+            detail::pool_geometry(*this, input.shape(), opt_.kernel_size(), opt_.stride(), opt_.padding());
         const std::size_t n = input.shape()[0], oh = g.out_h(), ow = g.out_w(), plane = g.height * g.width;
         Tensor<T>& out = nn::detail::reuse_or_empty(output_, Shape{n, g.channels, oh, ow});
         const T* x = input.data();
