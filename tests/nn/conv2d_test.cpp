@@ -1,5 +1,8 @@
 #include <sft/io/safetensors.hpp>
+#include <sft/nn/activation.hpp>
 #include <sft/nn/conv2d.hpp>
+#include <sft/nn/flatten.hpp>
+#include <sft/nn/linear.hpp>
 #include <sft/nn/sequential.hpp>
 #include <sft/parallel.hpp>
 
@@ -9,6 +12,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
+#include <cstring>
 #include <map>
 #include <string>
 
@@ -283,4 +288,83 @@ TEST_CASE("Conv2d: matches PyTorch (float32 fixtures)", "[nn][conv2d][reference]
             if (c.opt.bias()) CHECK(max_err(conv.bias()->grad(), at(f, p + "dbias")) <= 2e-6);
         }
     }
+}
+
+namespace {
+
+/// conv(2 -> 5, 3x3) [+ bias], ReLU, Flatten, Linear(5 * oh * ow, 3), with fusion on or off.
+sft::nn::Sequential<float> conv_relu_net(std::size_t hw, bool bias, bool fusion) {
+    sft::Rng rng(41);
+    sft::nn::Sequential<float> m;
+    m.add("conv", Conv2d<float>(2, 5, 3, 1, 0, bias, rng));
+    m.add("relu", sft::nn::ReLU<float>());
+    m.add("flat", sft::nn::Flatten<float>());
+    m.add("fc", sft::nn::Linear<float>(5 * (hw - 2) * (hw - 2), 3, true, rng));
+    m.set_fusion(fusion);
+    return m;
+}
+
+bool same_bits(const Tensor<float>& a, const Tensor<float>& b) {
+    return a.shape() == b.shape() && std::memcmp(a.data(), b.data(), a.numel() * sizeof(float)) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("Sequential fuses Conv2d + ReLU: outputs, input gradient and parameter gradients bit-identical to the unfused layers",
+          "[nn][conv2d][fusion]") {
+    // 6 x 6 images: tasks of several samples (a GEMM into scratch, then the bias pass); 26 x 26:
+    // one sample per task (the GEMM writes the output, then the bias pass in place).
+    for (std::size_t hw : {6u, 26u})
+        for (bool bias : {true, false})
+            for (std::size_t threads : {1u, 2u}) {
+                INFO("hw " << hw << " bias " << bias << " threads " << threads);
+                sft::set_num_threads(threads);
+                auto fused = conv_relu_net(hw, bias, true), plain = conv_relu_net(hw, bias, false);
+                sft::Rng rng(7);
+                Tensor<float> x = Tensor<float>::empty({9, 2, hw, hw});
+                for (auto& v : x) v = static_cast<float>(rng.uniform(-1, 1));
+                const Tensor<float> yf = fused.forward(x).clone(), yp = plain.forward(x).clone();
+                CHECK(same_bits(yf, yp));
+                Tensor<float> gy = Tensor<float>::empty({9, 3});
+                for (auto& v : gy) v = static_cast<float>(rng.uniform(-1, 1));
+                const Tensor<float> dxf = fused.backward(gy).clone();
+                plain.forward(x);
+                const Tensor<float> dxp = plain.backward(gy).clone();
+                CHECK(same_bits(dxf, dxp));
+                const auto pf = fused.parameters(), pp = plain.parameters();
+                REQUIRE(pf.size() == pp.size());
+                for (std::size_t i = 0; i < pf.size(); ++i) {
+                    INFO(pf[i]->name());
+                    CHECK(same_bits(pf[i]->grad(), pp[i]->grad()));
+                }
+                // The case has negative pre-activations for the fused pass to cut to zero.
+                const Tensor<float> conv_out = static_cast<Conv2d<float>&>(plain[0]).forward(x);
+                std::size_t negatives = 0;
+                for (float v : conv_out) negatives += v < 0;
+                CHECK(negatives > 0);
+            }
+    sft::set_num_threads(sft::detail::hardware_threads());
+}
+
+TEST_CASE("Fused Conv2d + ReLU passes a NaN through as the ReLU does", "[nn][conv2d][fusion]") {
+    Tensor<float> x = Tensor<float>::empty({2, 2, 6, 6});
+    for (std::size_t i = 0; i < x.numel(); ++i) x[i] = static_cast<float>(i % 7) * 0.1f - 0.3f;
+    x[5] = std::numeric_limits<float>::quiet_NaN();
+    Tensor<float> out[2];
+    for (bool fusion : {true, false}) {
+        sft::Rng rng(3);
+        sft::nn::Sequential<float> m;
+        m.add("conv", Conv2d<float>(2, 4, 3, 1, 0, true, rng));
+        m.add("relu", sft::nn::ReLU<float>());
+        m.set_fusion(fusion);
+        out[fusion] = m.forward(x).clone();
+    }
+    std::size_t nans = 0, zeros = 0;
+    for (float v : out[1]) {
+        nans += std::isnan(v);
+        zeros += v == 0.0f;
+    }
+    CHECK(nans > 0);
+    CHECK(zeros > 0);
+    CHECK(same_bits(out[1], out[0]));
 }

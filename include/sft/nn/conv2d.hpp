@@ -151,12 +151,22 @@ public:
     /// [N, in, H, W] -> [N, out, OH, OW]; saves the input for backward(). Throws sft::Error (kind
     /// shape) naming the layer and the shapes when the input is not rank 4, has another channel
     /// count, or is smaller than the kernel.
-    Tensor<T> forward(const Tensor<T>& input) override {
+    Tensor<T> forward(const Tensor<T>& input) override { return forward_act(input, kernels::GemmActivation::none, output_); }
+
+    /// y = act(conv(x) + b) written into `buffer` (reused when only `buffer` holds it, else a
+    /// fresh tensor): the activation is applied in the pass that adds the bias to each task's
+    /// GEMM result while it is in cache. Sequential calls it with act = relu to fuse a following
+    /// ReLU, whose output buffer it passes; the values are those of forward() then ReLU, bit for
+    /// bit. Throws sft::Error as forward().
+    Tensor<T> forward_act(const Tensor<T>& input, kernels::GemmActivation act, Tensor<T>& buffer) {
         const kernels::ConvGeometry g = geometry(input);
         const std::size_t n = input.shape()[0], out_c = opt_.out_channels();
         const std::size_t k = g.col_rows(), p = g.col_cols(), in_stride = g.channels * g.height * g.width;
         input_ = Tensor<T>();  // the previous step's, if backward() did not run
-        Tensor<T>& out = nn::detail::reuse_or_empty(output_, Shape{n, out_c, g.out_h(), g.out_w()});
+        Tensor<T>& out = nn::detail::reuse_or_empty(buffer, Shape{n, out_c, g.out_h(), g.out_w()});
+        const bool relu = act == kernels::GemmActivation::relu;
+        // As the ReLU kernels: x < 0 ? 0 : x keeps NaN and -0, like vmaxps(0, x).
+        const auto finish = [relu](T v) noexcept { return relu && v < T(0) ? T(0) : v; };
         const T* w = weight_->value().data();
         const T* b = bias_ ? bias_->value().data() : nullptr;
         const T* x = input.data();
@@ -170,9 +180,11 @@ public:
             if (s1 - s0 == 1) {  // y[out, P] = W[out, K] col[K, P], straight into the output
                 T* ys = y + s0 * out_c * p;
                 kernels::gemm<T>(false, false, out_c, p, k, T(1), w, k, col, cols, T(0), ys, p);
-                if (b)
-                    for (std::size_t o = 0; o < out_c; ++o)
-                        for (std::size_t i = 0; i < p; ++i) ys[o * p + i] += b[o];
+                if (b || relu)
+                    for (std::size_t o = 0; o < out_c; ++o) {
+                        const T bo = b ? b[o] : T(0);
+                        for (std::size_t i = 0; i < p; ++i) ys[o * p + i] = finish(b ? ys[o * p + i] + bo : ys[o * p + i]);
+                    }
                 return;
             }
             // tmp[out, S*P] = W[out, K] col[K, S*P], then each sample's [out, P] block (+ bias) to y.
@@ -183,7 +195,7 @@ public:
                     const T* src = tmp + o * cols + (s - s0) * p;
                     T* dst = y + (s * out_c + o) * p;
                     const T bo = b ? b[o] : T(0);
-                    for (std::size_t i = 0; i < p; ++i) dst[i] = src[i] + bo;
+                    for (std::size_t i = 0; i < p; ++i) dst[i] = finish(src[i] + bo);
                 }
         });
         input_ = input;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <sft/nn/activation.hpp>
+#include <sft/nn/conv2d.hpp>
 #include <sft/nn/linear.hpp>
 #include <sft/nn/module.hpp>
 
@@ -18,9 +19,12 @@ namespace sft::nn {
 /// Fusion: a Linear immediately followed by a ReLU (exactly these types) runs as one GEMM whose
 /// epilogue adds the bias and applies the ReLU (Linear::forward_act), and backward computes
 /// dz = dy * (y > 0) and the bias gradient in one pass (ReLU::backward_bias) before the two GEMMs
-/// of the Linear. The children stay as they are (names, parameters, state_dict, errors); the ReLU
-/// still caches its output, and the results equal the unfused ones bit for bit where the
-/// arithmetic is the same. set_fusion(false) runs every child on its own.
+/// of the Linear. A Conv2d immediately followed by a ReLU applies the ReLU where it adds the bias
+/// to each task's GEMM result, in cache (Conv2d::forward_act), instead of in a pass of its own over
+/// the whole output; the ReLU's backward runs as usual. The children stay as they are (names,
+/// parameters, state_dict, errors); the ReLU still caches its output, and the results equal the
+/// unfused ones bit for bit where the arithmetic is the same. set_fusion(false) runs every child
+/// on its own.
 template <class T>
 class Sequential : public Module<T> {
 public:
@@ -58,9 +62,9 @@ public:
     /// The name of child i.
     const std::string& child_name(std::size_t i) const { return children_.at(i).first; }
 
-    /// Whether Linear + ReLU pairs run fused (on by default; see the class comment).
+    /// Whether Linear + ReLU and Conv2d + ReLU pairs run fused (on by default; see the class comment).
     void set_fusion(bool on) noexcept { fusion_ = on; }
-    /// True when Linear + ReLU pairs run fused.
+    /// True when Linear + ReLU and Conv2d + ReLU pairs run fused.
     bool fusion() const noexcept { return fusion_; }
 
     /// The children applied in order. What the children saved at the last forward is released
@@ -73,6 +77,14 @@ public:
                 auto& linear = static_cast<Linear<T>&>(*children_[i].second);
                 auto& relu = static_cast<ReLU<T>&>(*children_[i + 1].second);
                 x = linear.forward_act(x, kernels::GemmActivation::relu, relu.fused_output_buffer());
+                relu.set_fused_output(x);
+                ++i;
+                continue;
+            }
+            if (fused_conv_pair(i)) {  // the ReLU's backward runs as its own (from the output)
+                auto& conv = static_cast<Conv2d<T>&>(*children_[i].second);
+                auto& relu = static_cast<ReLU<T>&>(*children_[i + 1].second);
+                x = conv.forward_act(x, kernels::GemmActivation::relu, relu.fused_output_buffer());
                 relu.set_fused_output(x);
                 ++i;
                 continue;
@@ -144,11 +156,15 @@ public:
 
 private:
     // True when children i and i + 1 are exactly a Linear and a ReLU and fusion is on.
-    bool fused_pair(std::size_t i) const noexcept {
+    bool fused_pair(std::size_t i) const noexcept { return pair_of<Linear<T>>(i); }
+    bool fused_conv_pair(std::size_t i) const noexcept { return pair_of<Conv2d<T>>(i); }
+    /// Child i is exactly an L and child i + 1 exactly a ReLU, with fusion on.
+    template <class L>
+    bool pair_of(std::size_t i) const noexcept {
         if (!fusion_ || i + 1 >= children_.size()) return false;
         const Module<T>& a = *children_[i].second;
         const Module<T>& b = *children_[i + 1].second;
-        return typeid(a) == typeid(Linear<T>) && typeid(b) == typeid(ReLU<T>);
+        return typeid(a) == typeid(L) && typeid(b) == typeid(ReLU<T>);
     }
 
     std::string full(const std::string& child) const { return this->name().empty() ? child : this->name() + "." + child; }
