@@ -328,9 +328,16 @@ TEST_CASE("Sequential fuses Conv2d + ReLU: outputs, input gradient and parameter
                 Tensor<float> gy = Tensor<float>::empty({9, 3});
                 for (auto& v : gy) v = static_cast<float>(rng.uniform(-1, 1));
                 const Tensor<float> dxf = fused.backward(gy).clone();
+                CHECK_THROWS_AS(fused.backward(gy), sft::Error);  // the ReLU's saved output was released
                 plain.forward(x);
                 const Tensor<float> dxp = plain.backward(gy).clone();
                 CHECK(same_bits(dxf, dxp));
+                // Without the input gradient (the conv is the lowest trainable layer): the same
+                // parameter gradients again, added once more to both.
+                fused.forward(x);
+                CHECK_FALSE(fused.backward(gy, false).defined());
+                plain.forward(x);
+                plain.backward(gy, false);
                 const auto pf = fused.parameters(), pp = plain.parameters();
                 REQUIRE(pf.size() == pp.size());
                 for (std::size_t i = 0; i < pf.size(); ++i) {

@@ -101,6 +101,15 @@ public:
     /// For the fused forward: records its output y as what backward() needs.
     void set_fused_output(const Tensor<T>& y) noexcept { this->cached_ = y; }
 
+    /// For Sequential's fused Conv2d + ReLU backward (Conv2d::backward_relu masks with it): the
+    /// checks of backward(), then the saved output y, released from the layer as backward() does.
+    Tensor<T> take_saved_output(const Tensor<T>& grad_output) {
+        this->check_backward(grad_output);
+        Tensor<T> y = this->cached_;
+        this->cached_ = Tensor<T>();
+        return y;
+    }
+
     /// backward() of [rows, cols] whose dz = dy where y > 0 also adds the column sums of dz into
     /// `bias_grad` (the preceding Linear's bias gradient, or nullptr) in the same pass
     /// (kernels::relu_backward_bias): Sequential's fused Linear + ReLU backward. Same checks,

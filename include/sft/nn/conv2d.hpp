@@ -5,6 +5,7 @@
 #pragma once
 
 #include <sft/detail/thread_pool.hpp>
+#include <sft/kernels/activation.hpp>
 #include <sft/kernels/gemm.hpp>
 #include <sft/kernels/im2col.hpp>
 #include <sft/kernels/reduce.hpp>
@@ -209,6 +210,21 @@ public:
     /// the input saved by forward(). Throws sft::Error without a forward() since the last
     /// backward(), or on a shape mismatch.
     Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        return backward_impl(grad_output, nullptr, need_input_grad);
+    }
+
+    /// backward() of relu(conv(x)) given dL/d relu's output and relu's output y (Sequential's fused
+    /// Conv2d + ReLU): each task masks its rows of grad_output (dy where y > 0, else 0, the ReLU's
+    /// kernel) as it gathers them for its GEMMs, instead of a pass of its own over the whole tensor.
+    /// Bit-identical to ReLU::backward then backward(). Throws as backward(), and sft::Error (kind
+    /// shape) when y's shape is not the last output's.
+    Tensor<T> backward_relu(const Tensor<T>& grad_output, const Tensor<T>& relu_output, bool need_input_grad = true) {
+        if (input_.defined()) this->check_grad_shape(relu_output, out_shape_);
+        return backward_impl(grad_output, relu_output.data(), need_input_grad);
+    }
+
+private:
+    Tensor<T> backward_impl(const Tensor<T>& grad_output, const T* mask_y, bool need_input_grad) {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
         const Tensor<T> input = input_;
@@ -234,13 +250,18 @@ public:
         sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
             const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
             auto& scratch = detail::ConvScratch<T>::local();
-            // dy of the task's samples as one matrix [out, S*P] (for one sample: dy itself).
+            // dy of the task's samples as one matrix [out, S*P] (for one sample: dy itself), masked
+            // by the ReLU's output when fused.
             const T* gm = gy + s0 * out_c * p;
-            if (s1 - s0 > 1) {
+            if (s1 - s0 > 1 || mask_y) {
                 T* m = detail::ConvScratch<T>::grow(scratch.mat, out_c * cols);
                 for (std::size_t s = s0; s < s1; ++s)
-                    for (std::size_t o = 0; o < out_c; ++o)
-                        std::copy_n(gy + (s * out_c + o) * p, p, m + o * cols + (s - s0) * p);
+                    for (std::size_t o = 0; o < out_c; ++o) {
+                        const std::size_t from = (s * out_c + o) * p;
+                        T* to = m + o * cols + (s - s0) * p;
+                        if (mask_y) kernels::serial::relu_backward(gy + from, mask_y + from, to, p);
+                        else std::copy_n(gy + from, p, to);
+                    }
                 gm = m;
             }
             if (db) kernels::row_sums(gm, out_c, cols, partial_db_.data() + t * out_c);  // db_task[out] = sum over S*P of dy
@@ -286,6 +307,7 @@ public:
         return grad_input;
     }
 
+public:
     /// Drops the input saved by the last forward() (afterwards backward() throws as without a forward).
     void release_saved() noexcept override { input_ = Tensor<T>(); }
 

@@ -20,8 +20,9 @@ namespace sft::nn {
 /// epilogue adds the bias and applies the ReLU (Linear::forward_act), and backward computes
 /// dz = dy * (y > 0) and the bias gradient in one pass (ReLU::backward_bias) before the two GEMMs
 /// of the Linear. A Conv2d immediately followed by a ReLU applies the ReLU where it adds the bias
-/// to each task's GEMM result, in cache (Conv2d::forward_act), instead of in a pass of its own over
-/// the whole output; the ReLU's backward runs as usual. The children stay as they are (names,
+/// to each task's GEMM result, in cache (Conv2d::forward_act), and in backward each of the conv's
+/// tasks masks its part of the gradient as it gathers it (Conv2d::backward_relu), instead of
+/// passes of their own over the whole tensors. The children stay as they are (names,
 /// parameters, state_dict, errors); the ReLU still caches its output, and the results equal the
 /// unfused ones bit for bit where the arithmetic is the same. set_fusion(false) runs every child
 /// on its own.
@@ -120,6 +121,14 @@ public:
                 const Tensor<T> dz = relu.backward_bias(g, linear.trainable_bias_grad());
                 --i;
                 g = linear.backward_without_bias(dz, need_input_grad || i > lowest);
+                continue;
+            }
+            if (i > lowest && fused_conv_pair(i - 1)) {  // ReLU i after Conv2d i - 1: the mask applied by the conv's tasks
+                auto& conv = static_cast<Conv2d<T>&>(*children_[i - 1].second);
+                auto& relu = static_cast<ReLU<T>&>(*children_[i].second);
+                const Tensor<T> y = relu.take_saved_output(g);
+                --i;
+                g = conv.backward_relu(g, y, need_input_grad || i > lowest);
                 continue;
             }
             g = children_[i].second->backward(g, need_input_grad || i > lowest);
