@@ -1,11 +1,14 @@
 #include <sft/nn/dropout.hpp>
 #include <sft/nn/sequential.hpp>
+#include <sft/parallel.hpp>
 
 #include "support/gradcheck.hpp"
 
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstring>
+#include <vector>
 #include <limits>
 #include <utility>
 
@@ -132,4 +135,27 @@ TEST_CASE("Dropout: finite-difference gradient check in double with a fixed mask
     sft::testing::check_input_grad(drop, x, 1e-7, 1234, 1e-6, [&] { drop.manual_seed(17); });
     drop.eval();
     sft::testing::check_input_grad(drop, x, 1e-7);
+}
+
+TEST_CASE("Dropout: a mask above the pool's grain is drawn in ranges on the pool, the same at 1 and 2 threads", "[nn][dropout][threads]") {
+    const Tensor<float> x({300000}, 2.0f);
+    std::vector<Tensor<float>> ys;
+    for (std::size_t threads : {1u, 2u}) {
+        sft::set_num_threads(threads);
+        Dropout<float> d(0.3, 5);
+        ys.push_back(d.forward(x).clone());
+        const Tensor<float> dx = d.backward(x);
+        for (std::size_t i = 0; i < x.numel(); i += 997) REQUIRE(dx[i] == ys.back()[i]);  // dy = 2 everywhere: dx = y
+    }
+    sft::set_num_threads(sft::detail::hardware_threads());
+    REQUIRE(std::memcmp(ys[0].data(), ys[1].data(), x.numel() * sizeof(float)) == 0);
+    std::size_t kept = 0;
+    for (float v : ys[0]) {
+        REQUIRE((v == 0.0f || v == static_cast<float>(2.0 / 0.7)));
+        kept += v != 0.0f;
+    }
+    // 0.7 of 300000 kept: the binomial's standard deviation is 251, so 5 sigma is 1255.
+    CHECK(std::fabs(static_cast<double>(kept) - 210000.0) < 1255.0);
+    // Neighbouring ranges are not copies of each other (each element has its own counter).
+    CHECK(std::memcmp(ys[0].data(), ys[0].data() + 16384, 16384 * sizeof(float)) != 0);
 }

@@ -2,6 +2,7 @@
 /// sft::nn::Dropout: zeroes elements with probability p in training, as torch.nn.Dropout.
 #pragma once
 
+#include <sft/detail/thread_pool.hpp>
 #include <sft/error.hpp>
 #include <sft/kernels/elementwise.hpp>
 #include <sft/nn/module.hpp>
@@ -24,7 +25,10 @@ namespace sft::nn {
 ///
 /// Masks come from default_rng() (as torch's global generator, reseeded by sft::manual_seed) unless
 /// the layer was given its own seed: Dropout<T>(p, seed) or manual_seed(seed), which make its masks
-/// reproducible whatever else draws numbers.
+/// reproducible whatever else draws numbers. A forward draws one number from the generator, the
+/// key of a counter-based stream (SplitMix64 at key + i * golden ratio for element i), so the mask
+/// and the product are computed in one pass on sft's thread pool and the mask does not depend
+/// on the number of threads.
 template <class T>
 class Dropout : public Module<T> {
 public:
@@ -58,15 +62,30 @@ public:
             return input;
         }
         Tensor<T>& mask = nn::detail::reuse_or_empty(mask_, input.shape());  // only this layer sees the mask
-        if (p_ == 1.0) mask.zero_();  // torch returns input * 0 (NaN * 0 stays NaN, as there)
-        else {
+        Tensor<T>& out = nn::detail::reuse_or_empty(output_, input.shape());
+        if (p_ == 1.0) {
+            mask.zero_();  // torch returns input * 0 (NaN * 0 stays NaN, as there)
+            kernels::mul(input.data(), mask.data(), out.data(), input.numel());
+        } else {
+            // One key per forward from the generator; element i's draw is the SplitMix64 output
+            // for key + (i + 1) * golden, so that any range of the mask can be drawn on its own:
+            // mask and product in one pass on the pool, the same mask at any thread count.
+            const std::uint64_t key = generator().next_u64();
             const double keep = 1.0 - p_;
             const T kept = static_cast<T>(1.0 / keep);
-            Rng& rng = generator();
-            for (auto& m : mask) m = rng.uniform() < keep ? kept : T(0);
+            // uniform < keep, with uniform = (z >> 11) 2^-53, is (z >> 11) < ceil(keep 2^53): in integers.
+            const std::uint64_t threshold = static_cast<std::uint64_t>(std::ceil(std::ldexp(keep, 53)));
+            const T* x = input.data();
+            T* m = mask.data();
+            T* y = out.data();
+            ::sft::detail::parallel_for(input.numel(), 16384, [=](std::size_t lo, std::size_t hi) {
+                for (std::size_t i = lo; i < hi; ++i) {
+                    const T mi = (bits_at(key, i) >> 11) < threshold ? kept : T(0);
+                    m[i] = mi;
+                    y[i] = x[i] * mi;
+                }
+            });
         }
-        Tensor<T>& out = nn::detail::reuse_or_empty(output_, input.shape());
-        kernels::mul(input.data(), mask.data(), out.data(), input.numel());
         masked_ = true;
         return out;
     }
@@ -91,6 +110,16 @@ public:
     void release_saved() noexcept override { forwarded_ = false; }
 
 private:
+    /// The random bits of element i under `key`: SplitMix64's output for the state
+    /// key + (i + 1) * 0x9E3779B97F4A7C15 (Steele, Lea & Flood 2014); its top 53 bits times 2^-53
+    /// are the element's uniform draw in [0, 1).
+    static std::uint64_t bits_at(std::uint64_t key, std::size_t i) noexcept {
+        std::uint64_t z = key + (static_cast<std::uint64_t>(i) + 1) * 0x9E3779B97F4A7C15ULL;
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+        return z ^ (z >> 31);
+    }
+
     static double checked(double p) {
         if (!(p >= 0.0 && p <= 1.0))
             throw Error(ErrorKind::invalid_argument, fmt::format("Dropout: p = {}, expected 0 <= p <= 1", p));
