@@ -30,6 +30,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -608,9 +609,17 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     // Below ~2 MFLOP a thread's wake-up and its own packing cost more than they save.
     const double flops = 2.0 * double(m) * double(n) * double(k);
     std::size_t tasks = flops < 2e6 ? 1 : pool.num_threads();
-    const bool serial = tasks <= 1 || ::sft::detail::ThreadPool::in_task();
-    auto& local = gemm_detail::ThreadBuffers<T>::local();
-    if (!serial) gemm_detail::TaskBufferPool<T>::instance().reserve(tasks + 1);
+    const bool in_task = ::sft::detail::ThreadPool::in_task();
+    const bool serial = tasks <= 1 || in_task;
+    // The calling thread's own buffers, touched (and so created) only when used: not in a task.
+    const auto local = []() -> gemm_detail::ThreadBuffers<T>& { return gemm_detail::ThreadBuffers<T>::local(); };
+    // A product inside a pool task (Conv2d's) runs serially on buffers leased from the pool's
+    // sets, reserved for every thread at the first such product, rather than on the thread's own:
+    // a pool thread that runs its first task late must not allocate then.
+    if (!serial || in_task) gemm_detail::TaskBufferPool<T>::instance().reserve((serial ? pool.num_threads() : tasks) + 1);
+    std::optional<gemm_detail::TaskLease<T>> in_task_lease;
+    if (in_task) in_task_lease.emplace();
+    gemm_detail::TaskBuffers<T>& serial_buffers = in_task ? *in_task_lease->buffers : local().task;
     if constexpr (std::is_same_v<T, float> && gemm_detail::has_ct && Bl::mr == 12 && Bl::nr == 32) {
         if (trans_b && !trans_a && m <= n) {
             // x W^T: computed as (W x^T)^T, so that only x (the smaller operand) is transposed in
@@ -618,7 +627,9 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             // panels of W (columns of C), a few per thread.
             const gemm_detail::KBlocks<T> kb(k);
             const std::size_t m_pad = (m + nr - 1) / nr * nr, i_panels = m_pad / nr, j_panels = (n + mr - 1) / mr;
-            T* bt = local.shared.get(kb.count * kb.size * m_pad);
+            // In a task, x^T goes into the leased set's B buffer when it fits (Conv2d's products).
+            const std::size_t bt_size = kb.count * kb.size * m_pad;
+            T* bt = in_task && bt_size <= Bl::kc_max * Bl::nc_max ? serial_buffers.b.get(bt_size) : local().shared.get(bt_size);
             auto pack = [&](std::size_t t) {
                 const std::size_t blk = t / i_panels, i0 = (t % i_panels) * nr;
                 const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
@@ -626,7 +637,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             };
             if (serial) {
                 for (std::size_t t = 0; t < kb.count * i_panels; ++t) pack(t);
-                gemm_detail::gemm_block_ct(m, 0, n, k, alpha, b, ldb, beta, c, ldc, bt, ep, local.task);
+                gemm_detail::gemm_block_ct(m, 0, n, k, alpha, b, ldb, beta, c, ldc, bt, ep, serial_buffers);
                 return;
             }
             pool.run(kb.count * i_panels, pack);
@@ -640,7 +651,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         }
     }
     if (serial) {
-        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, local.task, static_cast<const T*>(nullptr), ep);
+        gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial_buffers, static_cast<const T*>(nullptr), ep);
         return;
     }
     if (m * k <= k * n && n_panels >= 2) {
@@ -649,7 +660,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         // processes is made up for by the others (the pool hands tasks out dynamically).
         const gemm_detail::KBlocks<T> kb(k);
         const std::size_t m_pad = m_panels * mr;
-        T* shared_a = local.shared.get(kb.count * kb.size * m_pad);
+        T* shared_a = local().shared.get(kb.count * kb.size * m_pad);
         const std::size_t a_chunk = 4;  // panels per packing task
         const std::size_t a_chunks = (m_panels + a_chunk - 1) / a_chunk;
         pool.run(kb.count * a_chunks, [&](std::size_t t) {

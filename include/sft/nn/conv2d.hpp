@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 namespace sft::nn {
@@ -68,20 +70,69 @@ private:
 };
 
 namespace detail {
-/// Per-thread scratch of the convolution tasks (column matrix, gathered output gradient): grown
-/// when needed and reused by every task, layer and step on that thread, so that a steady-state
-/// training step allocates nothing.
+
+/// The scratch of one running task (the unfolded columns, the gathered output gradient).
 template <class T>
 struct ConvScratch {
     std::vector<T> col, mat;
-    static ConvScratch& local() {
-        static thread_local ConvScratch s;
-        return s;
-    }
     static T* grow(std::vector<T>& v, std::size_t size) {
         if (v.size() < size) v.resize(size);
         return v.data();
     }
+};
+
+/// The tasks of every Conv2d take their scratch from here, whichever thread runs them. The layer
+/// prepares, on its calling thread before its tasks start, as many sets as threads can run them,
+/// each at least as large as a task needs: so allocation happens in the first steps only (and
+/// later only if sizes grow, or if more tasks run at once than prepared, e.g. two user threads
+/// training at the same time), never because a pool thread happens to run its first task late.
+template <class T>
+class ConvScratchPool {
+public:
+    static ConvScratchPool& instance() {
+        static ConvScratchPool pool;
+        return pool;
+    }
+    /// At least `sets` sets, the free ones grown to col_size and mat_size elements.
+    void prepare(std::size_t sets, std::size_t col_size, std::size_t mat_size) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        while (all_.size() < sets) add();
+        for (ConvScratch<T>* s : free_) {
+            ConvScratch<T>::grow(s->col, col_size);
+            ConvScratch<T>::grow(s->mat, mat_size);
+        }
+    }
+    ConvScratch<T>* acquire() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (free_.empty()) add();
+        ConvScratch<T>* s = free_.back();
+        free_.pop_back();
+        return s;
+    }
+    void release(ConvScratch<T>* s) noexcept {
+        std::lock_guard<std::mutex> lock(mutex_);
+        free_.push_back(s);  // capacity reserved in add(): no allocation
+    }
+
+private:
+    void add() {
+        all_.push_back(std::make_unique<ConvScratch<T>>());
+        free_.reserve(all_.size());
+        free_.push_back(all_.back().get());
+    }
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<ConvScratch<T>>> all_;
+    std::vector<ConvScratch<T>*> free_;
+};
+
+/// A task's lease of one scratch set of ConvScratchPool.
+template <class T>
+struct ConvScratchLease {
+    ConvScratch<T>* scratch = ConvScratchPool<T>::instance().acquire();
+    ConvScratchLease() = default;
+    ConvScratchLease(const ConvScratchLease&) = delete;
+    ConvScratchLease& operator=(const ConvScratchLease&) = delete;
+    ~ConvScratchLease() { ConvScratchPool<T>::instance().release(scratch); }
 };
 
 /// How a batch is cut into tasks of whole samples: about `target_cols` GEMM columns (samples x
@@ -173,9 +224,11 @@ public:
         const T* x = input.data();
         T* y = out.data();
         const detail::ConvCut cut(n, p);
+        prepare_scratch(cut, p, k, out_c);
         sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
             const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
-            auto& scratch = detail::ConvScratch<T>::local();
+            detail::ConvScratchLease<T> lease;
+            auto& scratch = *lease.scratch;
             T* col = detail::ConvScratch<T>::grow(scratch.col, k * cols);
             for (std::size_t s = s0; s < s1; ++s) kernels::im2col<T>(g, x + s * in_stride, col + (s - s0) * p, cols);
             if (s1 - s0 == 1) {  // y[out, P] = W[out, K] col[K, P], straight into the output
@@ -247,9 +300,11 @@ private:
         const T* x = input.data();
         const T* gy = grad_output.data();
         T* dx = need_input_grad ? grad_input.data() : nullptr;
+        prepare_scratch(cut, p, k, out_c);
         sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
             const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
-            auto& scratch = detail::ConvScratch<T>::local();
+            detail::ConvScratchLease<T> lease;
+            auto& scratch = *lease.scratch;
             // dy of the task's samples as one matrix [out, S*P] (for one sample: dy itself), masked
             // by the ReLU's output when fused.
             const T* gm = gy + s0 * out_c * p;
@@ -312,6 +367,14 @@ public:
     void release_saved() noexcept override { input_ = Tensor<T>(); }
 
 private:
+    // Scratch for the tasks of a forward or backward: one set per thread that can run them, each
+    // large enough for a task of `cut` (the column matrix [K, S*P] and the [out, S*P] matrix).
+    static void prepare_scratch(const detail::ConvCut& cut, std::size_t p, std::size_t k, std::size_t out_c) {
+        const std::size_t cols = cut.per_task * p;
+        const std::size_t sets = std::min(cut.tasks, sft::detail::ThreadPool::instance().num_threads()) + 1;
+        detail::ConvScratchPool<T>::instance().prepare(sets, k * cols, out_c * cols);
+    }
+
     // Whether the weight-gradient GEMM pads less as [K, out] than as [out, K] in the packed
     // kernel's MR x NR register tiles.
     static bool transposed_wgrad(std::size_t out_c, std::size_t k) noexcept {
