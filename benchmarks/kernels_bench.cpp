@@ -17,6 +17,9 @@
 //   zero_grad_dram/<thr>   the same over the 64M parameters of adamw_dram/ (256 MiB of gradients
 //                          over 1 GiB of parameters and state).
 //   relu_fwd, relu_bwd     on the MLP's [128, 512] activations (in cache: per-call overhead shows).
+//   cross_entropy/..., relu_backward_bias/..., bias_add_col_sums/..., layernorm/..., gelu/...,
+//   dropout/..., maxpool2x2/...   the other kernels, forward + backward through their layer or
+//                          loss, at 1 and 2 threads; BYTES counts each tensor once.
 // At the end (console output only) a summary sets AdamW against the triad of the same size: the
 // issue's target is AdamW >= 80% of the triad's bandwidth. Rates are the medians when
 // --benchmark_repetitions is given, by wall time and by the main thread's CPU time (at 1 thread
@@ -24,7 +27,14 @@
 // Run: build/benchmarks/kernels_bench --benchmark_repetitions=5 --benchmark_min_time=0.3
 #include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/activation.hpp>
+#include <sft/kernels/elementwise.hpp>
+#include <sft/kernels/reduce.hpp>
+#include <sft/loss/cross_entropy.hpp>
+#include <sft/nn/activation.hpp>
+#include <sft/nn/dropout.hpp>
+#include <sft/nn/layernorm.hpp>
 #include <sft/nn/module.hpp>
+#include <sft/nn/pool.hpp>
 #include <sft/optim/adamw.hpp>
 #include <sft/parallel.hpp>
 
@@ -128,6 +138,78 @@ void bm_relu_bwd(benchmark::State& state) {
     state.counters["BYTES"] = benchmark::Counter(12.0 * double(n), benchmark::Counter::kIsIterationInvariantRate);
 }
 
+// The other kernels, through the layers and losses that run them, forward + backward, at 1 and
+// 2 threads (the last argument); BYTES counts each tensor read or written once (a lower bound).
+sft::Tensor<float> random_tensor(const sft::Shape& shape, std::uint64_t seed, double lo = -1, double hi = 1) {
+    sft::Rng rng(seed);
+    sft::Tensor<float> t = sft::Tensor<float>::empty(shape);
+    for (auto& v : t) v = static_cast<float>(rng.uniform(lo, hi));
+    return t;
+}
+
+// Softmax + cross-entropy and its gradient in one pass per row (kernels/softmax.hpp): the MLP's
+// [128, 10] logits, and a language model's [64, 50257] (GPT-2's vocabulary).
+void bm_cross_entropy(benchmark::State& state, std::size_t rows, std::size_t classes) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    const sft::Tensor<float> logits = random_tensor({rows, classes}, 1, -4, 4);
+    sft::Tensor<std::int64_t> targets = sft::Tensor<std::int64_t>::empty({rows});
+    for (std::size_t i = 0; i < rows; ++i) targets[i] = static_cast<std::int64_t>((i * 7919) % classes);
+    sft::loss::CrossEntropy<float> ce;
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(ce.forward(logits, targets));
+        benchmark::DoNotOptimize(ce.backward().data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(8.0 * double(rows * classes), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// A sequential of one layer, forward then backward (input gradient wanted): `bytes` per element of
+// the input for the pair.
+template <class Make>
+void bm_layer(benchmark::State& state, Make make, sft::Shape shape, double bytes_per_element) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    auto layer = make();
+    const sft::Tensor<float> x = random_tensor(shape, 2);
+    const sft::Tensor<float> y0 = layer.forward(x);
+    const sft::Tensor<float> gy = random_tensor(y0.shape(), 3);
+    layer.backward(gy);
+    for (auto _ : state) {
+        benchmark::DoNotOptimize(layer.forward(x).data());
+        benchmark::DoNotOptimize(layer.backward(gy).data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(bytes_per_element * double(shape.numel()), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+// The fused ReLU backward and bias gradient of a Linear + ReLU (kernels::relu_backward_bias) on
+// the MLP's [128, 512], and the bias add and column sums alone.
+void bm_relu_backward_bias(benchmark::State& state) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    const std::size_t rows = 128, cols = 512;
+    const sft::Tensor<float> dy = random_tensor({rows, cols}, 4), y = random_tensor({rows, cols}, 5);
+    sft::Tensor<float> dz = sft::Tensor<float>::empty({rows, cols});
+    std::vector<float> db(cols, 0.0f);
+    for (auto _ : state) {
+        sft::kernels::relu_backward_bias(dy.data(), y.data(), dz.data(), rows, cols, db.data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(12.0 * double(rows * cols), benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void bm_bias_and_col_sums(benchmark::State& state) {
+    sft::set_num_threads(static_cast<std::size_t>(state.range(0)));
+    const std::size_t rows = 128, cols = 512;
+    sft::Tensor<float> y = random_tensor({rows, cols}, 6);
+    const sft::Tensor<float> bias = random_tensor({cols}, 7);
+    std::vector<float> sums(cols, 0.0f);
+    for (auto _ : state) {
+        sft::kernels::add_bias(y.data(), bias.data(), rows, cols);
+        sft::kernels::col_sums(y.data(), rows, cols, sums.data());
+        benchmark::ClobberMemory();
+    }
+    state.counters["BYTES"] = benchmark::Counter(12.0 * double(rows * cols), benchmark::Counter::kIsIterationInvariantRate);
+}
+
 // The console reporter, which also keeps each benchmark's bytes per second (wall and main-thread
 // CPU time; the median when there are repetitions) and prints AdamW against the triad at the end.
 class SummaryReporter : public benchmark::ConsoleReporter {
@@ -199,6 +281,27 @@ int main(int argc, char** argv) {
     }
     benchmark::RegisterBenchmark("relu_fwd", bm_relu_fwd);
     benchmark::RegisterBenchmark("relu_bwd", bm_relu_bwd);
+    const auto make_layernorm = [] { return sft::nn::LayerNorm<float>(768); };
+    const auto make_gelu = [] { return sft::nn::GELU<float>(); };
+    const auto make_dropout = [] { return sft::nn::Dropout<float>(0.1, 9); };
+    const auto make_maxpool = [] { return sft::nn::MaxPool2d<float>(2); };
+    for (int t : {1, 2}) {
+        const auto args = [t](benchmark::internal::Benchmark* b) { b->Arg(t)->Unit(benchmark::kMicrosecond)->UseRealTime(); };
+        args(benchmark::RegisterBenchmark("cross_entropy/128x10", bm_cross_entropy, 128, 10));
+        args(benchmark::RegisterBenchmark("cross_entropy/64x50257", bm_cross_entropy, 64, 50257));
+        args(benchmark::RegisterBenchmark("relu_backward_bias/128x512", bm_relu_backward_bias));
+        args(benchmark::RegisterBenchmark("bias_add_col_sums/128x512", bm_bias_and_col_sums));
+        // forward reads x, writes y; backward reads dy (and x or y), writes dx: 5-6 x 4 bytes
+        args(benchmark::RegisterBenchmark("layernorm/1024x768", bm_layer<decltype(make_layernorm)>, make_layernorm,
+                                          sft::Shape{1024, 768}, 20.0));
+        args(benchmark::RegisterBenchmark("gelu/1024x3072", bm_layer<decltype(make_gelu)>, make_gelu, sft::Shape{1024, 3072},
+                                          20.0));
+        args(benchmark::RegisterBenchmark("dropout/1024x3072", bm_layer<decltype(make_dropout)>, make_dropout,
+                                          sft::Shape{1024, 3072}, 20.0));
+        // max-pool 2x2 on conv1's output: reads x, writes y/4 and the argmax, then dx
+        args(benchmark::RegisterBenchmark("maxpool2x2/128x32x26x26", bm_layer<decltype(make_maxpool)>, make_maxpool,
+                                          sft::Shape{128, 32, 26, 26}, 9.0));
+    }
     // The summary needs the console format; --benchmark_format=json (compare.sh) keeps the default reporter.
     bool console = true, color = true;
     for (int i = 1; i < argc; ++i) {
