@@ -211,18 +211,16 @@ TEST_CASE("The training loop of benchmarks/mlp_epoch.cpp allocates nothing per s
     }
 }
 
-TEST_CASE("The same loop on a convolutional network (Conv2d, ReLU, MaxPool2d, Flatten, Linear) allocates nothing per step after the first two",
-          "[train][allocation][conv]") {
-    // Conv2d runs its GEMMs inside pool tasks of a few samples each, with per-thread scratch and
-    // per-task partial weight gradients: all kept from step to step.
+namespace {
+// Steps 3..20 of loop_allocations for a fresh model from `make` at 1 and 2 threads: no allocation.
+template <class Make>
+void check_steady_state(Make make, const sft::data::TensorDataset<float>& data) {
     ThreadsGuard guard;
-    const auto flat = sft_test::blobs<float>(128, 144, 5, 3);
-    const sft::data::TensorDataset<float> images(flat.x().reshape({128, 1, 12, 12}), flat.y());
     for (std::size_t threads : {1u, 2u}) {
         CAPTURE(threads);
         sft::set_num_threads(threads);
-        auto model = small_cnn();
-        const std::vector<long> per_step = loop_allocations(model, images);
+        auto model = make();
+        const std::vector<long> per_step = loop_allocations(model, data);
         INFO("allocations per step: " << describe(per_step, 1));
         long steady = 0;
         for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
@@ -230,21 +228,19 @@ TEST_CASE("The same loop on a convolutional network (Conv2d, ReLU, MaxPool2d, Fl
         CHECK(per_step[1] > 0);  // the first step allocates the buffers: the counter sees the layers
     }
 }
+}  // namespace
+
+TEST_CASE("The same loop on a convolutional network (Conv2d, ReLU, MaxPool2d, Flatten, Linear) allocates nothing per step after the first two",
+          "[train][allocation][conv]") {
+    // Conv2d runs its GEMMs inside pool tasks of a few samples each, with leased scratch and
+    // per-task partial weight gradients: all kept from step to step.
+    const auto flat = sft_test::blobs<float>(128, 144, 5, 3);
+    check_steady_state(small_cnn, sft::data::TensorDataset<float>(flat.x().reshape({128, 1, 12, 12}), flat.y()));
+}
 
 TEST_CASE("The same loop through LayerNorm, GELU, Dropout, BatchNorm1d, Tanh and Sigmoid allocates nothing per step after the first two",
           "[train][allocation]") {
-    ThreadsGuard guard;
-    const auto data = sft_test::blobs<float>(128, 24, 5, 3);
-    for (std::size_t threads : {1u, 2u}) {
-        CAPTURE(threads);
-        sft::set_num_threads(threads);
-        auto model = mixed_mlp();
-        const std::vector<long> per_step = loop_allocations(model, data);
-        INFO("allocations per step: " << describe(per_step, 1));
-        long steady = 0;
-        for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
-        CHECK(steady == 0);
-    }
+    check_steady_state(mixed_mlp, sft_test::blobs<float>(128, 24, 5, 3));
 }
 
 TEST_CASE("The same loop with a frozen first layer allocates nothing per step after the first two", "[train][allocation]") {

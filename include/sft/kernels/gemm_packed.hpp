@@ -21,6 +21,7 @@
 #pragma once
 
 #include <sft/config.hpp>
+#include <sft/detail/lease_pool.hpp>
 #include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/simd.hpp>
 
@@ -143,37 +144,12 @@ struct ThreadBuffers {
 /// sure of it before its first job at a thread count; more are added only if more tasks run at
 /// once, e.g. two user threads starting products together).
 template <class T>
-class TaskBufferPool {
+class TaskBufferPool : public ::sft::detail::LeasePool<TaskBuffers<T>> {
 public:
     static TaskBufferPool& instance() {
         static TaskBufferPool pool;
         return pool;
     }
-    void reserve(std::size_t n) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        while (all_.size() < n) add();
-    }
-    TaskBuffers<T>* acquire() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (free_.empty()) add();
-        TaskBuffers<T>* b = free_.back();
-        free_.pop_back();
-        return b;
-    }
-    void release(TaskBuffers<T>* b) noexcept {
-        std::lock_guard<std::mutex> lock(mutex_);
-        free_.push_back(b);  // capacity reserved in add(): no allocation
-    }
-
-private:
-    void add() {
-        all_.push_back(std::make_unique<TaskBuffers<T>>());
-        free_.reserve(all_.size());
-        free_.push_back(all_.back().get());
-    }
-    std::mutex mutex_;
-    std::vector<std::unique_ptr<TaskBuffers<T>>> all_;
-    std::vector<TaskBuffers<T>*> free_;
 };
 
 /// A task's lease of one set of TaskBufferPool.

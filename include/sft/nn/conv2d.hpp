@@ -4,6 +4,7 @@
 /// pool; and its options, Conv2dOptions.
 #pragma once
 
+#include <sft/detail/lease_pool.hpp>
 #include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/activation.hpp>
 #include <sft/kernels/gemm.hpp>
@@ -87,7 +88,7 @@ struct ConvScratch {
 /// later only if sizes grow, or if more tasks run at once than prepared, e.g. two user threads
 /// training at the same time), never because a pool thread happens to run its first task late.
 template <class T>
-class ConvScratchPool {
+class ConvScratchPool : public ::sft::detail::LeasePool<ConvScratch<T>> {
 public:
     static ConvScratchPool& instance() {
         static ConvScratchPool pool;
@@ -95,34 +96,12 @@ public:
     }
     /// At least `sets` sets, the free ones grown to col_size and mat_size elements.
     void prepare(std::size_t sets, std::size_t col_size, std::size_t mat_size) {
-        std::lock_guard<std::mutex> lock(mutex_);
-        while (all_.size() < sets) add();
-        for (ConvScratch<T>* s : free_) {
-            ConvScratch<T>::grow(s->col, col_size);
-            ConvScratch<T>::grow(s->mat, mat_size);
-        }
+        this->reserve(sets);
+        this->for_each_free([&](ConvScratch<T>& s) {
+            ConvScratch<T>::grow(s.col, col_size);
+            ConvScratch<T>::grow(s.mat, mat_size);
+        });
     }
-    ConvScratch<T>* acquire() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        if (free_.empty()) add();
-        ConvScratch<T>* s = free_.back();
-        free_.pop_back();
-        return s;
-    }
-    void release(ConvScratch<T>* s) noexcept {
-        std::lock_guard<std::mutex> lock(mutex_);
-        free_.push_back(s);  // capacity reserved in add(): no allocation
-    }
-
-private:
-    void add() {
-        all_.push_back(std::make_unique<ConvScratch<T>>());
-        free_.reserve(all_.size());
-        free_.push_back(all_.back().get());
-    }
-    std::mutex mutex_;
-    std::vector<std::unique_ptr<ConvScratch<T>>> all_;
-    std::vector<ConvScratch<T>*> free_;
 };
 
 /// A task's lease of one scratch set of ConvScratchPool.

@@ -75,18 +75,12 @@ public:
         Tensor<T> x = input;
         for (std::size_t i = 0; i < children_.size(); ++i) {
             if (fused_pair(i)) {
-                auto& linear = static_cast<Linear<T>&>(*children_[i].second);
-                auto& relu = static_cast<ReLU<T>&>(*children_[i + 1].second);
-                x = linear.forward_act(x, kernels::GemmActivation::relu, relu.fused_output_buffer());
-                relu.set_fused_output(x);
+                x = forward_fused<Linear<T>>(i, x);
                 ++i;
                 continue;
             }
-            if (fused_conv_pair(i)) {  // the ReLU's backward runs as its own (from the output)
-                auto& conv = static_cast<Conv2d<T>&>(*children_[i].second);
-                auto& relu = static_cast<ReLU<T>&>(*children_[i + 1].second);
-                x = conv.forward_act(x, kernels::GemmActivation::relu, relu.fused_output_buffer());
-                relu.set_fused_output(x);
+            if (fused_conv_pair(i)) {
+                x = forward_fused<Conv2d<T>>(i, x);
                 ++i;
                 continue;
             }
@@ -165,6 +159,17 @@ public:
 
 private:
     // True when children i and i + 1 are exactly a Linear and a ReLU and fusion is on.
+    /// Children i (an L: Linear or Conv2d) and i + 1 (a ReLU) as one: L writes relu(L(x)) into the
+    /// ReLU's output buffer, and the ReLU keeps it as what its backward needs.
+    template <class L>
+    Tensor<T> forward_fused(std::size_t i, const Tensor<T>& x) {
+        auto& layer = static_cast<L&>(*children_[i].second);
+        auto& relu = static_cast<ReLU<T>&>(*children_[i + 1].second);
+        Tensor<T> y = layer.forward_act(x, kernels::GemmActivation::relu, relu.fused_output_buffer());
+        relu.set_fused_output(y);
+        return y;
+    }
+
     bool fused_pair(std::size_t i) const noexcept { return pair_of<Linear<T>>(i); }
     bool fused_conv_pair(std::size_t i) const noexcept { return pair_of<Conv2d<T>>(i); }
     /// Child i is exactly an L and child i + 1 exactly a ReLU, with fusion on.
