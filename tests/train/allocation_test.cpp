@@ -11,6 +11,7 @@
 #include <sft/nn/activation.hpp>
 #include <sft/nn/batchnorm.hpp>
 #include <sft/nn/dropout.hpp>
+#include <sft/nn/embedding.hpp>
 #include <sft/nn/layernorm.hpp>
 #include <sft/nn/conv2d.hpp>
 #include <sft/nn/flatten.hpp>
@@ -241,6 +242,29 @@ TEST_CASE("The same loop on a convolutional network (Conv2d, ReLU, MaxPool2d, Fl
 TEST_CASE("The same loop through LayerNorm, GELU, Dropout, BatchNorm1d, Tanh and Sigmoid allocates nothing per step after the first two",
           "[train][allocation]") {
     check_steady_state(mixed_mlp, sft_test::blobs<float>(128, 24, 5, 3));
+}
+
+TEST_CASE("The same loop through an Embedding (token indices to vectors, Flatten, Linear) allocates nothing per step after the first two",
+          "[train][allocation]") {
+    // 128 sequences of 6 token indices in [0, 40) (whole numbers in the float input, as Embedding
+    // takes them), labelled by their first token mod 5.
+    sft::Tensor<float> tokens = sft::Tensor<float>::empty({128, 6});
+    sft::Tensor<std::int64_t> labels = sft::Tensor<std::int64_t>::empty({128});
+    sft::Rng rng(21);
+    for (std::size_t i = 0; i < 128; ++i) {
+        for (std::size_t t = 0; t < 6; ++t) tokens(i, t) = static_cast<float>(rng.randint(40));
+        labels[i] = static_cast<std::int64_t>(tokens(i, 0)) % 5;
+    }
+    check_steady_state(
+        [] {
+            sft::Rng init(22);
+            sft::nn::Sequential<float> model;
+            model.add("embed", sft::nn::Embedding<float>(40, 8, std::nullopt, init));
+            model.add("flatten", sft::nn::Flatten<float>());
+            model.add("fc", sft::nn::Linear<float>(6 * 8, 5, true, init));
+            return model;
+        },
+        sft::data::TensorDataset<float>(tokens, labels));
 }
 
 TEST_CASE("The same loop with a frozen first layer allocates nothing per step after the first two", "[train][allocation]") {
