@@ -53,4 +53,19 @@ private:
     std::vector<Obj*> free_;
 };
 
+/// A running task's lease of one object of Pool::instance() (a LeasePool), returned when the
+/// lease ends.
+template <class Pool>
+class Lease {
+public:
+    Lease() : obj_(Pool::instance().acquire()) {}
+    ~Lease() { Pool::instance().release(obj_); }
+    Lease(const Lease&) = delete;
+    Lease& operator=(const Lease&) = delete;
+    auto& operator*() const noexcept { return *obj_; }
+
+private:
+    decltype(Pool::instance().acquire()) obj_;
+};
+
 }  // namespace sft::detail

@@ -29,11 +29,9 @@
 #include <cstddef>
 #include <cstring>
 #include <memory>
-#include <mutex>
 #include <new>
 #include <optional>
 #include <type_traits>
-#include <vector>
 
 #if SFT_KERNELS_SIMD && defined(__AVX512F__)
 #include <immintrin.h>
@@ -154,13 +152,7 @@ public:
 
 /// A task's lease of one set of TaskBufferPool.
 template <class T>
-struct TaskLease {
-    TaskBuffers<T>* buffers = TaskBufferPool<T>::instance().acquire();
-    TaskLease() = default;
-    TaskLease(const TaskLease&) = delete;
-    TaskLease& operator=(const TaskLease&) = delete;
-    ~TaskLease() { TaskBufferPool<T>::instance().release(buffers); }
-};
+using TaskLease = ::sft::detail::Lease<TaskBufferPool<T>>;
 
 #if SFT_KERNELS_SIMD && defined(__AVX512F__)
 /// Transposes a block of 16 values from each of `rows` (<= 16) rows into 16 rows of `rows`
@@ -595,7 +587,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     if (!serial || in_task) gemm_detail::TaskBufferPool<T>::instance().reserve((serial ? pool.num_threads() : tasks) + 1);
     std::optional<gemm_detail::TaskLease<T>> in_task_lease;
     if (in_task) in_task_lease.emplace();
-    gemm_detail::TaskBuffers<T>& serial_buffers = in_task ? *in_task_lease->buffers : local().task;
+    gemm_detail::TaskBuffers<T>& serial_buffers = in_task ? **in_task_lease : local().task;
     if constexpr (std::is_same_v<T, float> && gemm_detail::has_ct && Bl::mr == 12 && Bl::nr == 32) {
         if (trans_b && !trans_a && m <= n) {
             // x W^T: computed as (W x^T)^T, so that only x (the smaller operand) is transposed in
@@ -621,7 +613,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             pool.run((j_panels + pj - 1) / pj, [&](std::size_t t) {
                 const std::size_t j0 = t * pj * mr, j1 = std::min(n, (t + 1) * pj * mr);
                 gemm_detail::TaskLease<T> lease;
-                gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, *lease.buffers);
+                gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, *lease);
             });
             return;
         }
@@ -648,7 +640,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         pool.run((n_panels + pn - 1) / pn, [&](std::size_t t) {
             const std::size_t j0 = t * pn * nr, j1 = std::min(n, (t + 1) * pn * nr);
             gemm_detail::TaskLease<T> lease;
-            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease.buffers, shared_a, ep);
+            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease, shared_a, ep);
         });
         return;
     }
@@ -659,7 +651,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         const std::size_t i0 = std::min(m, t * pm * mr), i1 = std::min(m, (t + 1) * pm * mr);
         if (i0 >= i1) return;
         gemm_detail::TaskLease<T> lease;
-        gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease.buffers,
+        gemm_detail::gemm_block(trans_a, trans_b, i0, i1, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease,
                                 static_cast<const T*>(nullptr), ep);
     });
 }

@@ -15,8 +15,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <memory>
-#include <mutex>
 #include <vector>
 
 namespace sft::nn {
@@ -106,13 +104,7 @@ public:
 
 /// A task's lease of one scratch set of ConvScratchPool.
 template <class T>
-struct ConvScratchLease {
-    ConvScratch<T>* scratch = ConvScratchPool<T>::instance().acquire();
-    ConvScratchLease() = default;
-    ConvScratchLease(const ConvScratchLease&) = delete;
-    ConvScratchLease& operator=(const ConvScratchLease&) = delete;
-    ~ConvScratchLease() { ConvScratchPool<T>::instance().release(scratch); }
-};
+using ConvScratchLease = ::sft::detail::Lease<ConvScratchPool<T>>;
 
 /// How a batch is cut into tasks of whole samples: about `target_cols` GEMM columns (samples x
 /// OH*OW) per task, from the problem size alone (never the thread count), so that results do not
@@ -207,7 +199,7 @@ public:
         sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
             const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
             detail::ConvScratchLease<T> lease;
-            auto& scratch = *lease.scratch;
+            auto& scratch = *lease;
             T* col = detail::ConvScratch<T>::grow(scratch.col, k * cols);
             for (std::size_t s = s0; s < s1; ++s) kernels::im2col<T>(g, x + s * in_stride, col + (s - s0) * p, cols);
             if (s1 - s0 == 1) {  // y[out, P] = W[out, K] col[K, P], straight into the output
@@ -283,7 +275,7 @@ private:
         sft::detail::ThreadPool::instance().run(cut.tasks, [&](std::size_t t) {
             const std::size_t s0 = cut.begin(t), s1 = cut.end(t, n), cols = (s1 - s0) * p;
             detail::ConvScratchLease<T> lease;
-            auto& scratch = *lease.scratch;
+            auto& scratch = *lease;
             // dy of the task's samples as one matrix [out, S*P] (for one sample: dy itself), masked
             // by the ReLU's output when fused.
             const T* gm = gy + s0 * out_c * p;

@@ -158,7 +158,6 @@ public:
     }
 
 private:
-    // True when children i and i + 1 are exactly a Linear and a ReLU and fusion is on.
     /// Children i (an L: Linear or Conv2d) and i + 1 (a ReLU) as one: L writes relu(L(x)) into the
     /// ReLU's output buffer, and the ReLU keeps it as what its backward needs.
     template <class L>

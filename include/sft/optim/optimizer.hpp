@@ -340,7 +340,7 @@ private:
 
     std::vector<Group> groups_;
     std::vector<Slot> slots_;
-    std::vector<Flat> flat_;  // rebuilt by each step() and zero_grad() within its reserved capacity
+    std::vector<Flat> flat_;  // rebuilt by each step() within its reserved capacity
     std::size_t steps_ = 0;
 };
 
