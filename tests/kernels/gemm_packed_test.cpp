@@ -121,6 +121,48 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed gives bit-identical results at 1, 2, 3 
         }
 }
 
+TEMPLATE_TEST_CASE("kernels: gemm_packed computes edge tiles bit-identically to full tiles, with beta, bias and ReLU",
+                   "[kernels][gemm_packed]", float, double) {
+    using T = TestType;
+    using Ep = sft::kernels::gemm_detail::Epilogue<T>;
+    using Bl = sft::kernels::gemm_detail::Blocking<T>;
+    // A product of whole micro-tiles, then its top-left corners of odd sizes: the corner's last
+    // rows and columns fall into edge tiles (masked loads and stores on AVX-512, a local copy
+    // elsewhere), yet every element must come out as in the full product. m <= n keeps x W^T on
+    // the same path in both; k = 300 gives two k blocks in float, three in double.
+    const std::size_t M = 3 * Bl::mr, N = 3 * Bl::nr, K = 300;
+    const std::size_t corners[][2] = {{1, 1}, {Bl::mr - 1, Bl::nr + 1}, {Bl::mr + 1, Bl::nr - 1}, {2 * Bl::mr + Bl::mr / 2 + 1, 3 * Bl::nr - 3}, {M - 1, N - 1}};
+    for (int trans = 0; trans < 4; ++trans) {
+        const bool ta = trans & 1, tb = trans & 2;
+        const std::size_t lda = ta ? M : K, ldb = tb ? K : N;
+        TestBuffer<T> a((ta ? K : M) * lda, 0), b((tb ? N : K) * ldb, 0), c0(M * N, 0), bias(N, 0);
+        a.fill_uniform(11, -1, 1);
+        b.fill_uniform(12, -1, 1);
+        c0.fill_uniform(13, -1, 1);
+        bias.fill_uniform(14, -1, 1);
+        for (int variant = 0; variant < 3; ++variant) {
+            const T beta = variant == 0 ? T(0) : T(0.5);
+            const Ep ep = variant == 2 ? Ep{bias.data(), true} : Ep{};
+            std::vector<T> full = c0.vec();
+            sft::kernels::gemm_packed<T>(ta, tb, M, N, K, T(1), a.data(), lda, b.data(), ldb, beta, full.data(), N, ep);
+            for (const auto& corner : corners) {
+                const std::size_t m = corner[0], n = corner[1];
+                INFO("trans_a " << ta << " trans_b " << tb << " beta " << beta << " bias+relu " << (variant == 2) << " corner " << m << " x " << n);
+                TestBuffer<T> c(M * N, 1);
+                std::copy(c0.data(), c0.data() + M * N, c.data());
+                sft::kernels::gemm_packed<T>(ta, tb, m, n, K, T(1), a.data(), lda, b.data(), ldb, beta, c.data(), N, ep);
+                for (std::size_t i = 0; i < M; ++i)
+                    for (std::size_t j = 0; j < N; ++j) {
+                        INFO("C(" << i << ", " << j << ")");
+                        const T want = i < m && j < n ? full[i * N + j] : c0[i * N + j];  // outside the corner: untouched
+                        REQUIRE(std::memcmp(&c[i * N + j], &want, sizeof(T)) == 0);
+                    }
+                REQUIRE(c.guards_intact());
+            }
+        }
+    }
+}
+
 TEMPLATE_TEST_CASE("kernels: gemm_packed packs a B whose row stride is a multiple of 1 KiB instead of reading it in place, with the same results",
                    "[kernels][gemm_packed]", float, double) {
     using T = TestType;

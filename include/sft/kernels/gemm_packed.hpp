@@ -72,6 +72,32 @@ struct Vec {
 };
 #endif
 
+/// Loads and stores of the first `valid` (< width) lanes of a vector, the rest zero: edge tiles
+/// meet C through them instead of through a copy (AVX-512, where the vector is a 512-bit register
+/// and masks are free). `available` is false elsewhere; micro_kernel then copies edge tiles.
+template <class T>
+struct MaskedLanes {
+    static constexpr bool available = false;
+    static typename Vec<T>::type load(const T*, std::size_t) noexcept { return Vec<T>::zero(); }
+    static void store(const typename Vec<T>::type&, T*, std::size_t) noexcept {}
+};
+#if SFT_KERNELS_SIMD && defined(__AVX512F__)
+template <>
+struct MaskedLanes<float> {
+    static constexpr bool available = Vec<float>::width == 16;
+    static __mmask16 mask(std::size_t valid) noexcept { return static_cast<__mmask16>((1u << valid) - 1u); }
+    static Vec<float>::type load(const float* p, std::size_t valid) noexcept { return Vec<float>::type(_mm512_maskz_loadu_ps(mask(valid), p)); }
+    static void store(const Vec<float>::type& v, float* p, std::size_t valid) noexcept { _mm512_mask_storeu_ps(p, mask(valid), v); }
+};
+template <>
+struct MaskedLanes<double> {
+    static constexpr bool available = Vec<double>::width == 8;
+    static __mmask8 mask(std::size_t valid) noexcept { return static_cast<__mmask8>((1u << valid) - 1u); }
+    static Vec<double>::type load(const double* p, std::size_t valid) noexcept { return Vec<double>::type(_mm512_maskz_loadu_pd(mask(valid), p)); }
+    static void store(const Vec<double>::type& v, double* p, std::size_t valid) noexcept { _mm512_mask_storeu_pd(p, mask(valid), v); }
+};
+#endif
+
 /// Register blocking: the micro-tile is MR rows by NV vectors (NR = NV * width columns).
 template <class T>
 struct Blocking {
@@ -325,7 +351,8 @@ struct Update {
 /// The micro-kernel: acc[MR x NR] = sum over kc steps p of (the MR values of A at a + p as, packed:
 /// as = MR) x (the NR values of B at b + p bs: a packed panel, bs = NR, or B in place, bs = ldb),
 /// then the update of the h x w corner of C at c (row stride ldc). Full and edge tiles do the same
-/// arithmetic (edges through a local tile), so every element is computed identically.
+/// arithmetic (edges through masked loads and stores on AVX-512, through a local tile elsewhere),
+/// so every element is computed identically.
 template <class T>
 void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T* __restrict b, std::size_t bs, T* c, std::size_t ldc,
                   std::size_t h, std::size_t w, const Update<T>& up) noexcept {
@@ -366,6 +393,34 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
     VT bias_v[nv];
 #pragma GCC unroll 4
     for (std::size_t v = 0; v < nv; ++v) bias_v[v] = bias ? V::load(bias + v * vw) : V::zero();
+    if constexpr (MaskedLanes<T>::available) {
+      if (!full) {  // edge tile: the valid rows, the valid lanes of each vector
+        using M = MaskedLanes<T>;
+#pragma GCC unroll 16
+        for (std::size_t i = 0; i < mr; ++i) {
+            if (i >= h) break;
+#pragma GCC unroll 4
+            for (std::size_t v = 0; v < nv; ++v) {
+                if (v * vw >= w) break;
+                const std::size_t lanes = w - v * vw;
+                T* q = c + i * ldc + v * vw;
+                VT r = alpha * acc[i][v];
+                if (lanes >= vw) {
+                    if (!up.overwrite) r = r + beta * V::load(q);
+                    if (bias) r = r + bias_v[v];
+                    if (up.relu) r = V::relu(r);
+                    V::store(r, q);
+                } else {
+                    if (!up.overwrite) r = r + beta * M::load(q, lanes);
+                    if (bias) r = r + bias_v[v];
+                    if (up.relu) r = V::relu(r);
+                    M::store(r, q, lanes);
+                }
+            }
+        }
+        return;
+      }
+    }
     T* dst = c;
     std::size_t ld = ldc;
     if (!full) {  // edge tile: work on a local copy of the valid corner
