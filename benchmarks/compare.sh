@@ -17,7 +17,8 @@
 # *_vs_tinydnn the MLP at batch 128 against tiny-dnn.
 #
 # The machine's limits (FMA peak, triad), the GEMM and the AdamW figures are the best of
-# REPS repetitions (other processes only ever slow a run down); the epochs are medians.
+# REPS repetitions (other processes only ever slow a run down); the epochs are medians. sft's
+# GEMMs and OpenBLAS' AVX-512 ones are measured in one process, repetitions interleaved at random.
 #
 # Usage: benchmarks/compare.sh [build-dir]
 # Environment:
@@ -79,10 +80,13 @@ load() { cut -d' ' -f1-3 /proc/loadavg; }
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load: $(load); $(date -u '+%F %T UTC')"
 echo "== machine limits, GEMM, AdamW (best of $reps; 1 thread by CPU time, 2 threads by wall time) =="
 gemm_filter='^(fma_peak|triad)$|^gemm/(fc1|fc2|fc1_b32)/(fwd|dx|dw)/(sft|eigen|openblas)/1$|^gemm/fc1/(fwd|dx|dw)/(sft|openblas)/2/real_time$'
-env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$bin/gemm_bench" --benchmark_filter="$gemm_filter" \
-  --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" --benchmark_format=json 2>/dev/null > "$out/gemm_default.json"
-env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX "$bin/gemm_bench" --benchmark_filter='^gemm/(fc1|fc2|fc1_b32)/(fwd|dx|dw)/openblas/1$|^gemm/fc1/(fwd|dx|dw)/openblas/2/real_time$' \
+# sft, Eigen and OpenBLAS with its AVX-512 kernels in one process (sft and Eigen do not read
+# OPENBLAS_CORETYPE), their repetitions interleaved at random: sft / OpenBLAS then compares figures
+# taken in the same seconds of this noisy host. OpenBLAS as installed (coretype unset) in a second run.
+env -u OPENBLAS_L2_SIZE OPENBLAS_CORETYPE=SkylakeX "$bin/gemm_bench" --benchmark_filter="$gemm_filter" --benchmark_enable_random_interleaving=true \
   --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" --benchmark_format=json 2>/dev/null > "$out/gemm_skx.json"
+env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$bin/gemm_bench" --benchmark_filter='^gemm/(fc1|fc2|fc1_b32)/(fwd|dx|dw)/openblas/1$|^gemm/fc1/(fwd|dx|dw)/openblas/2/real_time$' \
+  --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" --benchmark_format=json 2>/dev/null > "$out/gemm_default.json"
 # Every kernels_bench benchmark that reports bytes per second (AdamW, and the triads measured on
 # AdamW's own working set, in and beyond the L3, when the binary has them).
 "$bin/kernels_bench" --benchmark_filter='adamw|triad|zero_grad' --benchmark_min_time="$min_time" --benchmark_repetitions="$reps" \
@@ -170,7 +174,8 @@ def put(key, value, fmt="{:.2f}", late=False):
         (late_fields if late else fields).append(f"{key}={fmt.format(value)}")
 
 # --- machine limits, GEMM ---
-g = bench(f"{out}/gemm_default.json"); g.update({k + "@SkylakeX": v for k, v in bench(f"{out}/gemm_skx.json").items()})
+g = bench(f"{out}/gemm_default.json")  # OpenBLAS as installed
+g.update({k + "@SkylakeX" if "/openblas/" in k else k: v for k, v in bench(f"{out}/gemm_skx.json").items()})  # the rest, one process
 peak = g["fma_peak"]["FLOPS"] / 1e9 if "fma_peak" in g else nan
 triad = g["triad"]["BYTES"] / 2**30 if "triad" in g else nan
 print(f"FMA peak (1 core): {peak:.1f} GFLOP/s   triad (gemm_bench, 1 core, 3 x 128 MiB): {triad * 2**30 / 1e9:.1f} GB/s")

@@ -5,11 +5,12 @@
 // percentile GFLOP/s of each side and the ratio of their times (work / base; < 1: work faster).
 // The shapes are the reference MLP's (batch 128 and 32) and an odd one with edge tiles. C
 // alternates between two buffers per side, so it is not in L2 when a product starts, as in a
-// training step.
+// training step; with a fourth argument "warm", each side keeps one C (in L2, as in gemm_bench).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 #include <vector>
 
 using Gemm = void(bool, bool, std::size_t, std::size_t, std::size_t, const float*, std::size_t, const float*, std::size_t, float, float*,
@@ -21,6 +22,7 @@ void work_set_threads(int);
 int main(int argc, char** argv) {
     const int threads = argc > 1 ? std::atoi(argv[1]) : 1;
     const int calls = argc > 2 ? std::atoi(argv[2]) : 300;
+    const bool warm = argc > 3 && std::string(argv[3]) == "warm";
     base_set_threads(threads);
     work_set_threads(threads);
     struct Shape {
@@ -37,7 +39,7 @@ int main(int argc, char** argv) {
     std::vector<float> a(1 << 20), b(1 << 20);
     std::vector<float> c[4] = {std::vector<float>(1 << 20), std::vector<float>(1 << 20), std::vector<float>(1 << 20), std::vector<float>(1 << 20)};
     for (std::size_t i = 0; i < a.size(); ++i) a[i] = float(i % 7) * 0.1f, b[i] = float(i % 5) * 0.2f;
-    std::printf("threads %d, %d calls per side and shape\n", threads, calls);
+    std::printf("threads %d, %d calls per side and shape, C %s\n", threads, calls, warm ? "warm (one buffer per side)" : "cold (two buffers per side)");
     std::printf("%-16s %22s %22s %16s\n", "shape", "base GFLOP/s med p10", "work GFLOP/s med p10", "work/base time");
     for (const Shape& s : shapes) {
         const std::size_t lda = s.ta ? s.m : s.k, ldb = s.tb ? s.k : s.n;
@@ -45,7 +47,7 @@ int main(int argc, char** argv) {
         for (int it = 0; it < 2 * calls + 20; ++it) {
             const int side = it % 2;
             const auto t0 = std::chrono::steady_clock::now();
-            (side ? work_gemm : base_gemm)(s.ta, s.tb, s.m, s.n, s.k, a.data(), lda, b.data(), ldb, s.beta, c[2 * side + (it / 2) % 2].data(), s.n);
+            (side ? work_gemm : base_gemm)(s.ta, s.tb, s.m, s.n, s.k, a.data(), lda, b.data(), ldb, s.beta, c[2 * side + (warm ? 0 : (it / 2) % 2)].data(), s.n);
             const double us = std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
             if (it >= 20) t[side].push_back(us);  // 10 warm-up calls per side
         }
