@@ -396,32 +396,32 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
 #pragma GCC unroll 4
     for (std::size_t v = 0; v < nv; ++v) bias_v[v] = bias ? V::load(bias + v * vw) : V::zero();
     if constexpr (MaskedLanes<T>::available) {
-      if (!full) {  // edge tile: the valid rows, the valid lanes of each vector
-        using M = MaskedLanes<T>;
+        if (!full) {  // edge tile: the valid rows, the valid lanes of each vector
+            using M = MaskedLanes<T>;
 #pragma GCC unroll 16
-        for (std::size_t i = 0; i < mr; ++i) {
-            if (i >= h) break;
+            for (std::size_t i = 0; i < mr; ++i) {
+                if (i >= h) break;
 #pragma GCC unroll 4
-            for (std::size_t v = 0; v < nv; ++v) {
-                if (v * vw >= w) break;
-                const std::size_t lanes = w - v * vw;
-                T* q = c + i * ldc + v * vw;
-                VT r = alpha * acc[i][v];
-                if (lanes >= vw) {
-                    if (!up.overwrite) r = r + beta * V::load(q);
-                    if (bias) r = r + bias_v[v];
-                    if (up.relu) r = V::relu(r);
-                    V::store(r, q);
-                } else {
-                    if (!up.overwrite) r = r + beta * M::load(q, lanes);
-                    if (bias) r = r + bias_v[v];
-                    if (up.relu) r = V::relu(r);
-                    M::store(r, q, lanes);
+                for (std::size_t v = 0; v < nv; ++v) {
+                    if (v * vw >= w) break;
+                    const std::size_t lanes = w - v * vw;
+                    T* q = c + i * ldc + v * vw;
+                    VT r = alpha * acc[i][v];
+                    if (lanes >= vw) {
+                        if (!up.overwrite) r = r + beta * V::load(q);
+                        if (bias) r = r + bias_v[v];
+                        if (up.relu) r = V::relu(r);
+                        V::store(r, q);
+                    } else {
+                        if (!up.overwrite) r = r + beta * M::load(q, lanes);
+                        if (bias) r = r + bias_v[v];
+                        if (up.relu) r = V::relu(r);
+                        M::store(r, q, lanes);
+                    }
                 }
             }
+            return;
         }
-        return;
-      }
     }
     T* dst = c;
     std::size_t ld = ldc;
