@@ -20,6 +20,13 @@
 # REPS repetitions (other processes only ever slow a run down); the epochs are medians. sft's
 # GEMMs and OpenBLAS' AVX-512 ones are measured in one process, repetitions interleaved at random.
 #
+# The 2-thread speed-up is measured twice: from the medians of the table (1-thread and 2-thread
+# runs minutes apart: t2_speedup) and from PAIRS pairs of sft runs at 1 and 2 threads back to back,
+# order alternating (t2_speedup_paired, the median of the pairs' ratios). Before each pair,
+# core_scaling measures how much faster this machine's two cores run independent GEMM work than
+# one (core_scaling, the median of those): no 2-thread program can scale beyond it, and on this
+# shared host it moves between about 1.5x and 2.2x within minutes.
+#
 # Usage: benchmarks/compare.sh [build-dir]
 # Environment:
 #   RUNS=5                        runs per program, workload and thread count
@@ -30,6 +37,8 @@
 #                                 repetitions of the batch-128 MLP loop
 #   TINYDNN_MAX_STEPS=            if set, tiny-dnn trains K batches and its epoch time is
 #                                 extrapolated (marked so in the table; for testing the script)
+#   PAIRS=3                       paired runs of sft's MLP (batch 128) at 1 and 2 threads back to
+#                                 back, each after a core_scaling measurement (0 skips them)
 #   PEER_CORETYPES="default SkylakeX"  OpenBLAS configurations of the libtorch peers
 #   REPS=5 MIN_TIME=0.3           repetitions and --benchmark_min_time of the micro-benchmarks
 #   JOBS=2                        build parallelism
@@ -52,6 +61,7 @@ batches=${BATCHES:-128 32}
 conv=${CONV:-1}
 tinydnn_runs=${TINYDNN_RUNS:-1}
 tinydnn_max_steps=${TINYDNN_MAX_STEPS:-}
+pairs=${PAIRS:-3}
 peer_coretypes=${PEER_CORETYPES:-default SkylakeX}
 reps=${REPS:-5}
 min_time=${MIN_TIME:-0.3}
@@ -61,7 +71,7 @@ bin=$build/benchmarks
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSFT_BUILD_TESTS=OFF -DSFT_BUILD_EXAMPLES=OFF -DSFT_BUILD_BENCHMARKS=ON >/dev/null
 known_targets=$(cmake --build "$build" --target help 2>/dev/null)
 has_target() { grep -qE "(^|[ .])$1(:|\$| )" <<<"$known_targets"; }
-cmake --build "$build" --target mlp_epoch gemm_bench kernels_bench -j"$jobs" >/dev/null
+cmake --build "$build" --target mlp_epoch gemm_bench kernels_bench core_scaling -j"$jobs" >/dev/null
 optional="torch_mlp_epoch tinydnn_mlp_epoch tinydnn_mlp_epoch_st"
 [ "$conv" = 1 ] && optional="conv_epoch torch_conv_epoch $optional"
 for t in $optional; do
@@ -139,6 +149,19 @@ for b in $batches; do
     done
   done
 done
+if [ "$pairs" -gt 0 ]; then
+  echo "== 2-thread speed-up, paired: core_scaling, then sft's MLP (batch 128) at 1 and 2 threads back to back, $pairs times =="
+  for r in $(seq "$pairs"); do
+    line=$("$bin/core_scaling" 4 0.25 | grep '^RESULT') && echo "$line" >> "$out/scaling.txt" && echo "core scaling ($(date -u +%T)): ${line#RESULT }"
+    order="1 2"
+    [ $((r % 2)) = 0 ] && order="2 1"
+    for t in $order; do
+      line=$("$bin/mlp_epoch" --threads "$t" --batch 128 --seed 1 | grep '^RESULT') || continue
+      echo "PAIR $r ${line#RESULT }" >> "$out/pairs.txt"
+      echo "pair $r ($(date -u +%T)): ${line#RESULT }"
+    done
+  done
+fi
 if [ "$conv" = 1 ] && have conv_epoch; then
   for t in 1 2; do
     for r in $(seq "$runs"); do
@@ -296,6 +319,33 @@ for t in (1, 2):
         x = "_extrapolated" if extrapolated else ""
         put(f"t{t}_ratio_vs_tinydnn{x}", ratio, "{:.4f}")
         put(f"t{t}_cpu_ratio_vs_tinydnn{x}", cratio, "{:.4f}")
+# --- 2-thread speed-up, paired, and the machine's core scaling ---
+def kv_lines(path, skip):
+    try:
+        return [dict(f.split("=", 1) for f in l.split()[skip:] if "=" in f) for l in open(path).read().splitlines()]
+    except OSError:
+        return []
+scaling = [float(kv["core_scaling"]) for kv in kv_lines(f"{out}/scaling.txt", 1) if "core_scaling" in kv]
+pair_runs = {}
+try:
+    for l in open(f"{out}/pairs.txt").read().splitlines():
+        f = l.split()
+        kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
+        pair_runs.setdefault(int(f[1]), {})[int(kv["threads"])] = float(kv["epoch_s"])
+except OSError:
+    pass
+pair_ratios = [p[1] / p[2] for _, p in sorted(pair_runs.items()) if 1 in p and 2 in p]
+if pair_ratios or scaling:
+    print("\n== 2-thread speed-up of sft's MLP (batch 128), paired runs ==")
+    for (r, p), x in zip(sorted((r, p) for r, p in pair_runs.items() if 1 in p and 2 in p), pair_ratios):
+        print(f"pair {r}: 1 thread {p[1]:.3f} s, 2 threads {p[2]:.3f} s: {x:.2f}x")
+    if scaling:
+        print(f"core_scaling (two cores on independent GEMM work over one, {len(scaling)} measurements): "
+              f"median {statistics.median(scaling):.2f}, range {min(scaling):.2f}-{max(scaling):.2f}")
+if pair_ratios: put("t2_speedup_paired", statistics.median(pair_ratios))
+if scaling: put("core_scaling", statistics.median(scaling))
+if pair_ratios and scaling: put("t2_speedup_paired_over_core_scaling", statistics.median(pair_ratios) / statistics.median(scaling))
+
 if ("fc1", 1) in gemm_ratio: put("gemm_vs_openblas_t1", min(gemm_ratio[("fc1", 1)]))
 for (shape, t), rs in sorted(gemm_ratio.items()):
     if (shape, t) != ("fc1", 1): put(f"gemm_vs_openblas_t{t}_{shape}", min(rs))
