@@ -67,6 +67,35 @@ TEST_CASE("thread pool: tasks do run on several threads at once", "[core][thread
     CHECK(ids.size() == 2);
 }
 
+TEST_CASE("thread pool: thread_slot gives each thread of a job its own index below num_threads", "[core][thread_pool]") {
+    ThreadCountGuard guard;
+    using Pool = sft::detail::ThreadPool;
+    CHECK(Pool::thread_slot() == 0);  // outside tasks
+    for (std::size_t threads : {1, 2, 3, 4}) {
+        sft::set_num_threads(threads);
+        INFO("threads " << threads);
+        for (int repeat = 0; repeat < 50; ++repeat) {
+            std::mutex m;
+            std::vector<std::thread::id> owner(threads);  // the one thread seen with each slot in this job
+            bool ok = true;
+            Pool::instance().run(64, [&](std::size_t) {
+                const std::size_t slot = Pool::thread_slot();
+                std::lock_guard<std::mutex> lock(m);
+                if (slot >= threads) {
+                    ok = false;
+                    return;
+                }
+                if (owner[slot] == std::thread::id()) owner[slot] = std::this_thread::get_id();
+                else if (owner[slot] != std::this_thread::get_id()) ok = false;  // two threads with one slot
+                std::this_thread::yield();
+            });
+            REQUIRE(ok);
+            CHECK((owner[0] == std::thread::id() || owner[0] == std::this_thread::get_id()));  // slot 0: the caller
+        }
+    }
+    CHECK(Pool::thread_slot() == 0);
+}
+
 TEST_CASE("thread pool: a run inside a task runs inline, without deadlock", "[core][thread_pool]") {
     ThreadCountGuard guard;
     sft::set_num_threads(3);

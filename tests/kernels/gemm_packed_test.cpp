@@ -255,3 +255,36 @@ TEMPLATE_TEST_CASE("kernels: gemm_pair gives the bits of two gemm calls at 1, 2 
         }
     }
 }
+
+TEST_CASE("kernels: a threaded product's guided tasks cover every panel once, in order, shrinking to the minimum", "[kernels][gemm_packed]") {
+    using sft::kernels::gemm_detail::GuidedTasks;
+    for (std::size_t panels : {1, 2, 7, 43, 44, 200}) {
+        for (std::size_t threads : {1, 2, 3, 8}) {
+            for (std::size_t min_panels : {1, 2, 7}) {
+                INFO("panels " << panels << " threads " << threads << " min " << min_panels);
+                const GuidedTasks cut{panels, threads, min_panels};
+                const std::size_t count = cut.count();
+                REQUIRE(count >= 1);
+                std::size_t next = 0, previous = panels + 1;
+                for (std::size_t i = 0; i < count; ++i) {
+                    const auto [begin, size] = cut.task(i);
+                    REQUIRE(begin == next);  // contiguous, in order, no gap or overlap
+                    REQUIRE(size >= 1);
+                    if (i + 1 < count) {
+                        REQUIRE(size >= min_panels);  // only the last may be shorter
+                        REQUIRE(size <= previous);    // never growing
+                        REQUIRE(size >= (panels - begin + 2 * threads - 1) / (2 * threads));  // about remaining / (2 threads)
+                    }
+                    previous = size;
+                    next += size;
+                }
+                REQUIRE(next == panels);
+            }
+        }
+    }
+    // fc1's forward at 2 threads: 43 panels of 12 columns, at least 2 per task.
+    const GuidedTasks fc1{43, 2, 2};
+    CHECK(fc1.count() == 9);
+    CHECK(fc1.task(0).second == 11);
+    CHECK(fc1.task(8).second == 2);
+}

@@ -116,6 +116,11 @@ public:
     /// True on a thread that is running a task of this process' pool.
     static bool in_task() noexcept { return task_depth() > 0; }
 
+    /// In a task: which of the job's threads runs it, from 0 (the thread that called run()) to
+    /// num_threads() - 1, so that a job can give each thread a buffer of its own (e.g. a GEMM
+    /// packing an operand once per thread). 0 outside tasks.
+    static std::size_t thread_slot() noexcept { return in_task() ? slot_ref() : 0; }
+
 private:
     struct Job {
         void* ctx = nullptr;
@@ -125,6 +130,11 @@ private:
         std::atomic<std::size_t> done{0};    // tasks finished
         std::atomic<std::size_t> inside{0};  // workers that joined and have not left
     };
+
+    static std::size_t& slot_ref() noexcept {
+        static thread_local std::size_t slot = 0;  // workers: 1..num_threads() - 1
+        return slot;
+    }
 
     static int& task_depth() noexcept {
         static thread_local int depth = 0;
@@ -149,7 +159,11 @@ private:
         // The generation is read here, not in the new thread: a stop() posted before the thread
         // first runs must still be seen as new.
         const std::size_t seen = generation_.load(std::memory_order_acquire);
-        for (std::size_t i = 0; i + 1 < threads; ++i) workers_.emplace_back([this, seen] { worker_loop(seen); });
+        for (std::size_t i = 0; i + 1 < threads; ++i)
+            workers_.emplace_back([this, seen, i] {
+                slot_ref() = i + 1;
+                worker_loop(seen);
+            });
     }
 
     void stop() {

@@ -26,12 +26,14 @@
 #include <sft/kernels/simd.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <memory>
 #include <new>
 #include <optional>
 #include <type_traits>
+#include <utility>
 
 #if SFT_KERNELS_SIMD && defined(__AVX512F__)
 #include <immintrin.h>
@@ -449,6 +451,39 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
             for (std::size_t j = 0; j < w; ++j) c[i * ldc + j] = tile[i * nr + j];
 }
 
+/// The tasks of a threaded product over `panels` panels of C, shrinking towards the end (guided
+/// self-scheduling): task i takes max(min_panels, ceil(remaining / (2 threads))) panels. The
+/// first tasks are long, so there are few; the last are short, so when one core runs slower than
+/// the other (this machine's cores often differ by 10-30% for seconds at a time), the faster one
+/// takes more of the end and neither waits long for the other. Which panels a task takes changes
+/// no arithmetic: each element of C is computed whole by one task.
+struct GuidedTasks {
+    std::size_t panels, threads, min_panels;
+    std::size_t count() const noexcept {
+        std::size_t n = 0;
+        for (std::size_t begin = 0; begin < panels; ++n) begin += take(panels - begin);
+        return n;
+    }
+    /// First panel and panel count of task i (i < count()).
+    std::pair<std::size_t, std::size_t> task(std::size_t i) const noexcept {
+        std::size_t begin = 0;
+        for (; i > 0; --i) begin += take(panels - begin);
+        return {begin, std::min(panels - begin, take(panels - begin))};
+    }
+
+private:
+    std::size_t take(std::size_t remaining) const noexcept {
+        return std::max(min_panels, (remaining + 2 * threads - 1) / (2 * threads));
+    }
+};
+
+/// The fewest panels of `width` columns of an m x n x k product worth a task of their own: about
+/// 4 MFLOP (~25 us here), so that a task's start (a lease, an atomic) stays well under 1% of it.
+inline std::size_t min_task_panels(std::size_t m, std::size_t k, std::size_t width) noexcept {
+    const double panel_flops = 2.0 * double(m) * double(k) * double(width);
+    return std::max<std::size_t>(1, static_cast<std::size_t>(4e6 / panel_flops + 0.999));
+}
+
 /// The fixed cut of k into blocks of at most kc_max (a function of k only: see the file comment).
 template <class T>
 struct KBlocks {
@@ -670,27 +705,52 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
     if constexpr (std::is_same_v<T, float> && gemm_detail::has_ct && Bl::mr == 12 && Bl::nr == 32) {
         if (trans_b && !trans_a && m <= n) {
             // x W^T: computed as (W x^T)^T, so that only x (the smaller operand) is transposed in
-            // packing; x^T is packed once for all tasks (in parallel), then tasks of whole 12-row
-            // panels of W (columns of C), a few per thread.
+            // packing, then tasks of whole 12-row panels of W (columns of C).
             const gemm_detail::KBlocks<T> kb(k);
             const std::size_t m_pad = (m + nr - 1) / nr * nr, i_panels = m_pad / nr, j_panels = (n + mr - 1) / mr;
-            // In a task, x^T goes into the leased set's B buffer when it fits (Conv2d's products).
             const std::size_t bt_size = kb.count * kb.size * m_pad;
-            T* bt = in_task && bt_size <= Bl::kc_max * Bl::nc_max ? serial_buffers.b.get(bt_size) : local().shared.get(bt_size);
-            auto pack = [&](std::size_t t) {
+            const bool fits_lease = bt_size <= Bl::kc_max * Bl::nc_max;  // a leased set's B buffer holds all of x^T
+            auto pack = [&](std::size_t t, T* bt) {  // x^T's panel t % i_panels of k block t / i_panels
                 const std::size_t blk = t / i_panels, i0 = (t % i_panels) * nr;
                 const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
                 gemm_detail::pack_b(true, a, lda, pc, kc, i0, std::min(nr, m - i0), bt + blk * kb.size * m_pad + i0 * kc);
             };
+            const gemm_detail::GuidedTasks cut{j_panels, tasks, gemm_detail::min_task_panels(m, k, mr)};
             if (serial) {
-                for (std::size_t t = 0; t < kb.count * i_panels; ++t) pack(t);
+                // In a task (Conv2d's products), x^T goes into the leased set's B buffer when it fits.
+                T* bt = in_task && fits_lease ? serial_buffers.b.get(bt_size) : local().shared.get(bt_size);
+                for (std::size_t t = 0; t < kb.count * i_panels; ++t) pack(t, bt);
                 gemm_detail::gemm_block_ct(m, 0, n, k, alpha, b, ldb, beta, c, ldc, bt, ep, serial_buffers);
                 return;
             }
-            pool.run(kb.count * i_panels, pack);
-            const std::size_t pj = std::max<std::size_t>(1, j_panels / (3 * tasks));  // panels per task
-            pool.run((j_panels + pj - 1) / pj, [&](std::size_t t) {
-                const std::size_t j0 = t * pj * mr, j1 = std::min(n, (t + 1) * pj * mr);
+            constexpr std::size_t max_slots = 16;
+            if (fits_lease && tasks <= max_slots) {
+                // Each thread packs all of x^T into a leased set of its own on its first task, and
+                // keeps it for the job: no packing job and no barrier before the products, and no
+                // lines of x^T moving between the cores' caches (the packing, 34 us for fc1 at 1
+                // thread, did not get faster split between 2). benchmarks/RESULTS.md has the A/B.
+                std::array<std::optional<gemm_detail::TaskLease<T>>, max_slots> own;
+                pool.run(cut.count(), [&](std::size_t t) {
+                    const std::size_t slot = ::sft::detail::ThreadPool::thread_slot();
+                    std::optional<gemm_detail::TaskLease<T>> spare;  // a slot past the array (the pool resized meanwhile)
+                    std::optional<gemm_detail::TaskLease<T>>& lease = slot < max_slots ? own[slot] : spare;
+                    const bool first = !lease;
+                    if (first) lease.emplace();
+                    T* bt = (**lease).b.get(bt_size);
+                    if (first)
+                        for (std::size_t p = 0; p < kb.count * i_panels; ++p) pack(p, bt);
+                    const auto [p0, pn] = cut.task(t);
+                    const std::size_t j0 = p0 * mr, j1 = std::min(n, (p0 + pn) * mr);
+                    gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, **lease);
+                });
+                return;
+            }
+            // Otherwise x^T is packed once for all tasks, in parallel, into the caller's buffer.
+            T* bt = local().shared.get(bt_size);
+            pool.run(kb.count * i_panels, [&](std::size_t t) { pack(t, bt); });
+            pool.run(cut.count(), [&](std::size_t t) {
+                const auto [p0, pn] = cut.task(t);
+                const std::size_t j0 = p0 * mr, j1 = std::min(n, (p0 + pn) * mr);
                 gemm_detail::TaskLease<T> lease;
                 gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, *lease);
             });
@@ -730,9 +790,10 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
             gemm_detail::pack_a(trans_a, a, lda, i0, rows, pc, kc, shared_a + blk * kb.size * m_pad + i0 * kc);
         });
-        const std::size_t pn = std::max<std::size_t>(1, n_panels / (3 * tasks));  // panels per task
-        pool.run((n_panels + pn - 1) / pn, [&](std::size_t t) {
-            const std::size_t j0 = t * pn * nr, j1 = std::min(n, (t + 1) * pn * nr);
+        const gemm_detail::GuidedTasks cut{n_panels, tasks, gemm_detail::min_task_panels(m, k, nr)};
+        pool.run(cut.count(), [&](std::size_t t) {
+            const auto [p0, pn] = cut.task(t);
+            const std::size_t j0 = p0 * nr, j1 = std::min(n, (p0 + pn) * nr);
             gemm_detail::TaskLease<T> lease;
             gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease, shared_a, ep);
         });
