@@ -221,41 +221,6 @@ TEST_CASE("kernels: gemm_packed on a hand-computed product", "[kernels][gemm_pac
     CHECK(c == std::vector<float>{17 + 2 * 26, 23 + 2 * 30, 39 + 2 * 38, 53 + 2 * 44});
 }
 
-TEMPLATE_TEST_CASE("kernels: gemm_pair gives the bits of two gemm calls at 1, 2 and 3 threads", "[kernels][gemm_packed][thread_pool]",
-                   float, double) {
-    using T = TestType;
-    ThreadCountGuard guard;
-    // A linear layer's backward: dW[out, in] = g^T x (+ the old dW), dx[rows, in] = g W; both above
-    // the threading threshold, then with the input gradient below it (one product on its own).
-    for (const std::size_t rows : {std::size_t(200), std::size_t(3)}) {
-        const std::size_t in = 301, out = 130;
-        INFO("rows " << rows);
-        TestBuffer<T> g(rows * out, 1), x(rows * in, 2), w(out * in, 3), dw(out * in, 4), dx(rows * in, 5);
-        g.fill_uniform(7, -1, 1);
-        x.fill_uniform(8, -1, 1);
-        w.fill_uniform(9, -1, 1);
-        dw.fill_uniform(10, -1, 1);
-        const std::vector<T> dw0 = dw.vec();
-        sft::set_num_threads(1);
-        sft::kernels::gemm<T>(true, false, out, in, rows, T(1), g.data(), out, x.data(), in, T(1), dw.data(), in);
-        sft::kernels::gemm<T>(false, false, rows, in, out, T(1), g.data(), out, w.data(), in, T(0), dx.data(), in);
-        const std::vector<T> want_dw = dw.vec(), want_dx = dx.vec();
-        for (std::size_t threads : {1, 2, 3}) {
-            INFO("threads " << threads);
-            sft::set_num_threads(threads);
-            std::copy(dw0.begin(), dw0.end(), dw.data());
-            std::fill(dx.data(), dx.data() + rows * in, std::numeric_limits<T>::quiet_NaN());  // beta 0 ignores dx
-            const sft::kernels::GemmCall<T> p{true, false, out, in, rows, T(1), g.data(), out, x.data(), in, T(1), dw.data(), in};
-            const sft::kernels::GemmCall<T> q{false, false, rows, in, out, T(1), g.data(), out, w.data(), in, T(0), dx.data(), in};
-            sft::kernels::gemm_pair(p, q);
-            REQUIRE(std::memcmp(dw.data(), want_dw.data(), want_dw.size() * sizeof(T)) == 0);
-            REQUIRE(std::memcmp(dx.data(), want_dx.data(), want_dx.size() * sizeof(T)) == 0);
-            REQUIRE(dw.guards_intact());
-            REQUIRE(dx.guards_intact());
-        }
-    }
-}
-
 TEST_CASE("kernels: a threaded product's guided tasks cover every panel once, in order, shrinking to the minimum", "[kernels][gemm_packed]") {
     using sft::kernels::gemm_detail::GuidedTasks;
     for (std::size_t panels : {1, 2, 7, 43, 44, 200}) {

@@ -6,7 +6,6 @@
 #pragma once
 
 #include <sft/config.hpp>
-#include <sft/detail/thread_pool.hpp>
 #include <sft/kernels/gemm_packed.hpp>
 
 #include <Eigen/Core>
@@ -83,46 +82,6 @@ template <class T>
 void gemm(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::size_t k, T alpha, const T* a, std::size_t lda, const T* b,
           std::size_t ldb, T beta, T* c, std::size_t ldc) noexcept {
     gemm_packed<T>(trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
-}
-
-/// The arguments of one gemm call (see gemm), for gemm_pair.
-template <class T>
-struct GemmCall {
-    bool trans_a = false, trans_b = false;
-    std::size_t m = 0, n = 0, k = 0;
-    T alpha = T(1);
-    const T* a = nullptr;
-    std::size_t lda = 0;
-    const T* b = nullptr;
-    std::size_t ldb = 0;
-    T beta = T(0);
-    T* c = nullptr;
-    std::size_t ldc = 0;
-};
-
-/// gemm with its arguments in a GemmCall.
-template <class T>
-void gemm(const GemmCall<T>& g) noexcept {
-    gemm_packed<T>(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, g.a, g.lda, g.b, g.ldb, g.beta, g.c, g.ldc);
-}
-
-/// Two independent products (neither C overlaps the other's operands or C), as two gemm calls.
-/// At 2 threads, when both are large enough to be threaded, each runs whole on one thread at the
-/// same time, instead of one after the other with each split between the threads: a linear
-/// layer's weight and input gradients, whose FLOP counts are equal, then need no packing job, no
-/// barrier between halves and no exchange of C's cache lines between the cores (fc2's backward
-/// of the reference MLP: 0.88 of the time; benchmarks/RESULTS.md). At other thread counts: one
-/// after the other. The results are gemm's, bit for bit, at any thread count.
-template <class T>
-void gemm_pair(const GemmCall<T>& p, const GemmCall<T>& q) noexcept {
-    auto flops = [](const GemmCall<T>& g) { return 2.0 * double(g.m) * double(g.n) * double(g.k); };
-    auto& pool = ::sft::detail::ThreadPool::instance();
-    if (pool.num_threads() == 2 && !::sft::detail::ThreadPool::in_task() && flops(p) >= 2e6 && flops(q) >= 2e6) {
-        pool.run(2, [&](std::size_t t) { gemm(t == 0 ? p : q); });  // in a task, each product runs serially
-        return;
-    }
-    gemm(p);
-    gemm(q);
 }
 
 /// The activation fused into gemm_bias_act's epilogue.

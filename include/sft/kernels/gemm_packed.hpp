@@ -761,21 +761,6 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         gemm_detail::gemm_block(trans_a, trans_b, 0, m, 0, n, k, alpha, a, lda, b, ldb, beta, c, ldc, serial_buffers, static_cast<const T*>(nullptr), ep);
         return;
     }
-    if (m * k <= k * n && n_panels >= 2 && k <= gemm_detail::row_order_max_k) {
-        // Short k (the weight gradient, k = the batch): one contiguous block of columns per
-        // thread, each packing op(A) itself (m x k, cheap for short k), with no packing job before
-        // it. The blocks stay large enough for the row order (see gemm_block). Against the split
-        // below, gemm_ab.sh at 2 threads, 4 runs: fc1 dW 0.90-0.94 of the time (one run 1.14),
-        // fc2 dW 0.89-0.97, batch-32 dW 0.76-0.84.
-        const std::size_t per = (n_panels + tasks - 1) / tasks;  // panels per thread
-        pool.run(tasks, [&](std::size_t t) {
-            const std::size_t j0 = std::min(n, t * per * nr), j1 = std::min(n, (t + 1) * per * nr);
-            if (j0 >= j1) return;
-            gemm_detail::TaskLease<T> lease;
-            gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, *lease, static_cast<const T*>(nullptr), ep);
-        });
-        return;
-    }
     if (m * k <= k * n && n_panels >= 2) {
         // Split along n, op(A) (the smaller operand) packed once for all tasks: first all of it,
         // in parallel, then the tasks, a few per thread so that a thread slowed down by other

@@ -94,21 +94,15 @@ private:
         input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
         const std::size_t rows = input.numel() / in_;
         const T* g = grad_output.data();
-        kernels::GemmCall<T> dw_call, dx_call;
         if (weight_->requires_grad()) {  // dW[out, in] += g^T[out, rows] x[rows, in] (=, after zero_grad())
             const nn::GradTarget<T> dw = weight_->grad_for_backward();
-            dw_call = {true, false, out_, in_, rows, T(1), g, out_, input.data(), in_, dw.overwrite ? T(0) : T(1), dw.data, in_};
+            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input.data(), in_, dw.overwrite ? T(0) : T(1), dw.data, in_);
         }
         if (with_bias && bias_ && bias_->requires_grad())  // db[out] += column sums of g
             kernels::add_col_sums(g, rows, out_, bias_->grad().data());
-        Tensor<T> grad_input;
-        if (need_input_grad) {  // dx[rows, in] = g[rows, out] W[out, in]
-            grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());
-            dx_call = {false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), grad_input.data(), in_};
-        }
-        if (dw_call.c && dx_call.c) kernels::gemm_pair(dw_call, dx_call);  // at 2 threads, side by side
-        else if (dw_call.c) kernels::gemm(dw_call);
-        else if (dx_call.c) kernels::gemm(dx_call);
+        if (!need_input_grad) return Tensor<T>();
+        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());  // dx[rows, in] = g[rows, out] W[out, in]
+        kernels::gemm<T>(false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), grad_input.data(), in_);
         return grad_input;
     }
 
