@@ -157,7 +157,7 @@ if [ "$pairs" -gt 0 ]; then
     [ $((r % 2)) = 0 ] && order="2 1"
     for t in $order; do
       line=$("$bin/mlp_epoch" --threads "$t" --batch 128 --seed 1 | grep '^RESULT') || continue
-      echo "PAIR $r ${line#RESULT }" >> "$out/pairs.txt"
+      echo "PAIR pair=$r ${line#RESULT }" >> "$out/pairs.txt"
       echo "pair $r ($(date -u +%T)): ${line#RESULT }"
     done
   done
@@ -326,18 +326,14 @@ def kv_lines(path, skip):
     except OSError:
         return []
 scaling = [float(kv["core_scaling"]) for kv in kv_lines(f"{out}/scaling.txt", 1) if "core_scaling" in kv]
-pair_runs = {}
-try:
-    for l in open(f"{out}/pairs.txt").read().splitlines():
-        f = l.split()
-        kv = dict(x.split("=", 1) for x in f[2:] if "=" in x)
-        pair_runs.setdefault(int(f[1]), {})[int(kv["threads"])] = float(kv["epoch_s"])
-except OSError:
-    pass
-pair_ratios = [p[1] / p[2] for _, p in sorted(pair_runs.items()) if 1 in p and 2 in p]
+pair_runs = {}  # pair -> threads -> epoch seconds
+for kv in kv_lines(f"{out}/pairs.txt", 1):
+    pair_runs.setdefault(int(kv["pair"]), {})[int(kv["threads"])] = float(kv["epoch_s"])
+complete = [(r, p) for r, p in sorted(pair_runs.items()) if 1 in p and 2 in p]
+pair_ratios = [p[1] / p[2] for _, p in complete]
 if pair_ratios or scaling:
     print("\n== 2-thread speed-up of sft's MLP (batch 128), paired runs ==")
-    for (r, p), x in zip(sorted((r, p) for r, p in pair_runs.items() if 1 in p and 2 in p), pair_ratios):
+    for (r, p), x in zip(complete, pair_ratios):
         print(f"pair {r}: 1 thread {p[1]:.3f} s, 2 threads {p[2]:.3f} s: {x:.2f}x")
     if scaling:
         print(f"core_scaling (two cores on independent GEMM work over one, {len(scaling)} measurements): "

@@ -715,14 +715,17 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
                 const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
                 gemm_detail::pack_b(true, a, lda, pc, kc, i0, std::min(nr, m - i0), bt + blk * kb.size * m_pad + i0 * kc);
             };
-            const gemm_detail::GuidedTasks cut{j_panels, tasks, gemm_detail::min_task_panels(m, k, mr)};
+            auto pack_all = [&](T* bt) {
+                for (std::size_t t = 0; t < kb.count * i_panels; ++t) pack(t, bt);
+            };
             if (serial) {
                 // In a task (Conv2d's products), x^T goes into the leased set's B buffer when it fits.
                 T* bt = in_task && fits_lease ? serial_buffers.b.get(bt_size) : local().shared.get(bt_size);
-                for (std::size_t t = 0; t < kb.count * i_panels; ++t) pack(t, bt);
+                pack_all(bt);
                 gemm_detail::gemm_block_ct(m, 0, n, k, alpha, b, ldb, beta, c, ldc, bt, ep, serial_buffers);
                 return;
             }
+            const gemm_detail::GuidedTasks cut{j_panels, tasks, gemm_detail::min_task_panels(m, k, mr)};
             constexpr std::size_t max_slots = 16;
             if (fits_lease && tasks <= max_slots) {
                 // Each thread packs all of x^T into a leased set of its own on its first task, and
@@ -737,8 +740,7 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
                     const bool first = !lease;
                     if (first) lease.emplace();
                     T* bt = (**lease).b.get(bt_size);
-                    if (first)
-                        for (std::size_t p = 0; p < kb.count * i_panels; ++p) pack(p, bt);
+                    if (first) pack_all(bt);
                     const auto [p0, pn] = cut.task(t);
                     const std::size_t j0 = p0 * mr, j1 = std::min(n, (p0 + pn) * mr);
                     gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, **lease);
