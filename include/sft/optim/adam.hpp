@@ -26,6 +26,7 @@ public:
 ///   g <- g + wd p;  m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;  [v_max <- max(v_max, v)]
 ///   p <- p - lr / (1 - b1^t) * m / (sqrt(v or v_max) / sqrt(1 - b2^t) + eps)
 /// State per parameter: "exp_avg", "exp_avg_sq", "max_exp_avg_sq" (amsgrad) and "step".
+/// Unlike torch, m and v below the smallest normal T are stored as 0 (see AdamW, kernels/adamw.hpp).
 template <class T>
 class Adam : public detail::AdamFamily<T, AdamOptions, /*Decoupled=*/false> {
 public:

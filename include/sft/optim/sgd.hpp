@@ -80,7 +80,8 @@ private:
 /// gradient g, in its group's lr and weight decay wd, momentum mu and dampening tau:
 ///   d <- g + wd p;  buf <- d on the first step, mu buf + (1 - tau) d afterwards;
 ///   d <- d + mu buf (nesterov) or buf (momentum > 0);  p <- p - lr d
-/// State per parameter: "momentum_buffer" when momentum > 0, nothing otherwise.
+/// State per parameter: "momentum_buffer" when momentum > 0, nothing otherwise. Unlike torch,
+/// a buffer value below the smallest normal T is stored as 0 (subnormals are slow on x86; kernels/adamw.hpp).
 template <class T>
 class SGD : public Optimizer<T> {
 public:
