@@ -1,6 +1,7 @@
 #!/bin/bash
 # A/B of sft's GEMM: the working tree against a git revision, in one process, called alternately.
-# Usage: benchmarks/gemm_ab.sh [revision (default HEAD)] [threads (default 1)] [calls per side (300)] [warm]
+# Usage: benchmarks/gemm_ab.sh [revision (default HEAD)] [threads (default 1)] [calls per side (300)] [warm|cold]
+# (warm: C stays in L2; cold: A and B also come from L3, as weights do in a training step)
 # Prints, per training shape, each side's median and 10th-percentile GFLOP/s and the ratio of
 # their median times (work / base; below 1: the working tree is faster). Run it several times:
 # the ratio is what to compare, not the GFLOP/s of one run (see benchmarks/RESULTS.md).

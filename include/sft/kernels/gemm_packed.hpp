@@ -182,6 +182,30 @@ public:
 template <class T>
 using TaskLease = ::sft::detail::Lease<TaskBufferPool<T>>;
 
+/// The most threads whose packed operands run_own_packed keeps per job (more: see there).
+inline constexpr std::size_t max_own_slots = 16;
+
+/// Runs tasks 0..count-1 of a threaded product on the pool, each thread packing the product's
+/// shared operand itself into a leased set of its own, on its first task, and keeping it for the
+/// job: `pack(set)` packs it into `set`, `task(t, set)` computes task t from it. So there is no
+/// packing job and no barrier before the products, and no packed lines move between the cores'
+/// caches (a packing job split between 2 threads was measured no faster than one thread's).
+/// A thread whose slot is past max_own_slots (a pool resized meanwhile) leases and packs per task.
+template <class T, class Pack, class Task>
+void run_own_packed(::sft::detail::ThreadPool& pool, std::size_t count, const Pack& pack, const Task& task) {
+    std::array<std::optional<TaskLease<T>>, max_own_slots> own;
+    pool.run(count, [&](std::size_t t) {
+        const std::size_t slot = ::sft::detail::ThreadPool::thread_slot();
+        std::optional<TaskLease<T>> spare;
+        std::optional<TaskLease<T>>& lease = slot < max_own_slots ? own[slot] : spare;
+        if (!lease) {
+            lease.emplace();
+            pack(**lease);
+        }
+        task(t, **lease);
+    });
+}
+
 #if SFT_KERNELS_SIMD && defined(__AVX512F__)
 /// Transposes a block of 16 values from each of `rows` (<= 16) rows into 16 rows of `rows`
 /// values: dst[p * ldd + r] = src[r][p] for p < 16, r < rows. 64 in-register shuffles per
@@ -726,25 +750,16 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
                 return;
             }
             const gemm_detail::GuidedTasks cut{j_panels, tasks, gemm_detail::min_task_panels(m, k, mr)};
-            constexpr std::size_t max_slots = 16;
-            if (fits_lease && tasks <= max_slots) {
-                // Each thread packs all of x^T into a leased set of its own on its first task, and
-                // keeps it for the job: no packing job and no barrier before the products, and no
-                // lines of x^T moving between the cores' caches (the packing, 34 us for fc1 at 1
-                // thread, did not get faster split between 2). benchmarks/RESULTS.md has the A/B.
-                std::array<std::optional<gemm_detail::TaskLease<T>>, max_slots> own;
-                pool.run(cut.count(), [&](std::size_t t) {
-                    const std::size_t slot = ::sft::detail::ThreadPool::thread_slot();
-                    std::optional<gemm_detail::TaskLease<T>> spare;  // a slot past the array (the pool resized meanwhile)
-                    std::optional<gemm_detail::TaskLease<T>>& lease = slot < max_slots ? own[slot] : spare;
-                    const bool first = !lease;
-                    if (first) lease.emplace();
-                    T* bt = (**lease).b.get(bt_size);
-                    if (first) pack_all(bt);
-                    const auto [p0, pn] = cut.task(t);
-                    const std::size_t j0 = p0 * mr, j1 = std::min(n, (p0 + pn) * mr);
-                    gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, bt, ep, **lease);
-                });
+            if (fits_lease && tasks <= gemm_detail::max_own_slots) {
+                // Each thread packs all of x^T (34 us for fc1 at 1 thread) into its own leased set.
+                // benchmarks/RESULTS.md has the A/B against a shared packing job.
+                gemm_detail::run_own_packed<T>(
+                    pool, cut.count(), [&](gemm_detail::TaskBuffers<T>& set) { pack_all(set.b.get(bt_size)); },
+                    [&](std::size_t t, gemm_detail::TaskBuffers<T>& set) {
+                        const auto [p0, pn] = cut.task(t);
+                        const std::size_t j0 = p0 * mr, j1 = std::min(n, (p0 + pn) * mr);
+                        gemm_detail::gemm_block_ct(m, j0, j1, k, alpha, b, ldb, beta, c, ldc, set.b.get(bt_size), ep, set);
+                    });
                 return;
             }
             // Otherwise x^T is packed once for all tasks, in parallel, into the caller's buffer.
@@ -764,12 +779,37 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
         return;
     }
     if (m * k <= k * n && n_panels >= 2) {
-        // Split along n, op(A) (the smaller operand) packed once for all tasks: first all of it,
-        // in parallel, then the tasks, a few per thread so that a thread slowed down by other
-        // processes is made up for by the others (the pool hands tasks out dynamically).
+        // Split along n into guided tasks (a thread slowed down by other processes is made up for
+        // by the others: the pool hands tasks out dynamically); op(A), the smaller operand, is
+        // packed whole for them, by each thread for itself or else once by all.
         const gemm_detail::KBlocks<T> kb(k);
-        const std::size_t m_pad = m_panels * mr;
-        T* shared_a = local().shared.get(kb.count * kb.size * m_pad);
+        const std::size_t m_pad = m_panels * mr, a_size = kb.count * kb.size * m_pad;
+        const gemm_detail::GuidedTasks cut{n_panels, tasks, gemm_detail::min_task_panels(m, k, nr)};
+        // Each thread packs all of op(A) itself (as x W^T packs x^T above) into the end of its
+        // leased set's B buffer, when it fits there beside the B panels of the widest task (the first).
+        const std::size_t b_cap = Bl::kc_max * Bl::nc_max;
+        const std::size_t widest = std::min(Bl::nc_max, cut.task(0).second * nr);
+        if (a_size + kb.size * widest <= b_cap && tasks <= gemm_detail::max_own_slots) {
+            auto own_a = [&](gemm_detail::TaskBuffers<T>& set) { return set.b.get(b_cap) + (b_cap - a_size); };
+            gemm_detail::run_own_packed<T>(
+                pool, cut.count(),
+                [&](gemm_detail::TaskBuffers<T>& set) {
+                    T* dst = own_a(set);
+                    for (std::size_t blk = 0; blk < kb.count; ++blk) {
+                        const std::size_t pc = blk * kb.size;
+                        gemm_detail::pack_a(trans_a, a, lda, 0, m, pc, std::min(kb.size, k - pc), dst + blk * kb.size * m_pad);
+                    }
+                },
+                [&](std::size_t t, gemm_detail::TaskBuffers<T>& set) {
+                    const auto [p0, pn] = cut.task(t);
+                    const std::size_t j0 = p0 * nr, j1 = std::min(n, (p0 + pn) * nr);
+                    gemm_detail::gemm_block(trans_a, trans_b, 0, m, j0, j1, k, alpha, a, lda, b, ldb, beta, c, ldc, set,
+                                            static_cast<const T*>(own_a(set)), ep);
+                });
+            return;
+        }
+        // Otherwise op(A) is packed once for all tasks, in parallel, into the caller's buffer.
+        T* shared_a = local().shared.get(a_size);
         const std::size_t a_chunk = 4;  // panels per packing task
         const std::size_t a_chunks = (m_panels + a_chunk - 1) / a_chunk;
         pool.run(kb.count * a_chunks, [&](std::size_t t) {
@@ -777,7 +817,6 @@ void gemm_packed(bool trans_a, bool trans_b, std::size_t m, std::size_t n, std::
             const std::size_t pc = blk * kb.size, kc = std::min(kb.size, k - pc);
             gemm_detail::pack_a(trans_a, a, lda, i0, rows, pc, kc, shared_a + blk * kb.size * m_pad + i0 * kc);
         });
-        const gemm_detail::GuidedTasks cut{n_panels, tasks, gemm_detail::min_task_panels(m, k, nr)};
         pool.run(cut.count(), [&](std::size_t t) {
             const auto [p0, pn] = cut.task(t);
             const std::size_t j0 = p0 * nr, j1 = std::min(n, (p0 + pn) * nr);
