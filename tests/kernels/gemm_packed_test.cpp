@@ -90,7 +90,7 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed matches a long double loop and Eigen (g
     // Sizes around the micro-tile (MR rows, NR columns), several k blocks (kc_max is 256 floats,
     // 128 doubles) and an uneven last one, and an A block taller than mc_max (240).
     const Case cases[] = {{1, 1, 1},   {3, 5, 7},    {17, 1, 33},  {1, 31, 9},   {13, 33, 65}, {12, 32, 16},
-                          {25, 65, 63}, {24, 64, 300}, {37, 70, 513}, {250, 40, 20}, {7, 100, 129}};
+                          {25, 65, 63}, {24, 64, 300}, {37, 70, 513}, {250, 40, 20}, {7, 100, 129}, {128, 10, 256}};
     std::uint64_t seed = 1;
     for (const auto& cs : cases)
         for (int trans = 0; trans < 4; ++trans)
