@@ -4,9 +4,12 @@
 // one and timed between phases. Three extra GEMMs of the step's shapes ("[x]" rows, into scratch
 // outputs) are timed on their own and left out of the epoch time. A diagnostic: it calls the
 // layers' fusion hooks (forward_act, backward_bias, ...) that Sequential uses internally.
-// Usage: step_phases <threads>    (compare 1 and 2 threads alternately; the host is noisy)
+// Usage: step_phases <threads> [epochs (1)]   (compare 1 and 2 threads alternately; the host is
+// noisy). With several epochs, the table is the last epoch's (AdamW's step in a later epoch shows
+// the cost of subnormal moments, see kernels/adamw.hpp).
 #include <sft/parallel.hpp>
 #include <sft/sft.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -15,6 +18,7 @@ using namespace sft;
 static double now() { return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count(); }
 int main(int argc, char** argv) {
     const std::size_t threads = argc > 1 ? std::stoul(argv[1]) : 1;
+    const std::size_t epochs = argc > 2 ? std::stoul(argv[2]) : 1;
     sft::set_num_threads(threads);
     auto train = data::load_fashion_mnist<float>("train", data::fashion_mnist_default_dir);
     train = data::TensorDataset<float>(train.x().reshape({train.size(), 784}), train.y());
@@ -31,8 +35,12 @@ int main(int argc, char** argv) {
     const int P = 15;
     double acc[P] = {};
     Tensor<float> s1({512, 784}), s2({256, 512}), s3({128, 512});
-    double t0 = now(), tall = now();
+    double t0 = 0, tall = 0;
     std::size_t steps = 0;
+    for (std::size_t epoch = 0; epoch < epochs; ++epoch) {
+    std::fill(acc, acc + P, 0.0);
+    t0 = tall = now();
+    steps = 0;
     for (const data::Batch<float>& b : loader) {
         double t = now(); acc[0] += t - t0;
         auto lap = [&](int i) { double u = now(); acc[i] += u - t; t = u; };
@@ -53,7 +61,8 @@ int main(int argc, char** argv) {
         opt.step(); lap(11);
         t0 = t; ++steps;
     }
+    }
     double total = now() - tall, extra = acc[12] + acc[13] + acc[14];
-    std::printf("threads %zu steps %zu epoch(excl [x]) %.3f s\n", threads, steps, total - extra);
+    std::printf("threads %zu steps %zu epoch %zu (excl [x]) %.3f s\n", threads, steps, epochs, total - extra);
     for (int i = 0; i < P; ++i) std::printf("%-22s %8.1f ms %7.1f us/step\n", names[i], acc[i] * 1e3, acc[i] * 1e6 / steps);
 }
