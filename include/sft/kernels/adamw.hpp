@@ -21,14 +21,15 @@
 ///
 /// One deliberate difference from torch: a moment (m, v, SGD's momentum buffer; v_max is a max of
 /// v) whose magnitude falls below the smallest normal T (1.18e-38 for float) is stored as 0, and
-/// that 0 is what the step uses. Where a gradient stays 0 (a dead ReLU unit, an input pixel that is always
-/// 0), m decays by beta1 every step and passes through the subnormal range for about 150 steps
-/// before it reaches 0; v by beta2 for about 16,000. On x86 every operation on a subnormal takes
-/// a microcode assist of about 100 cycles: in the reference MLP, 7% of fc1's and 14% of fc2's
-/// weights had a subnormal m after 2 epochs, and the epochs after the first took 1.2-1.6x as long
-/// as the first (benchmarks/RESULTS.md). The step such a moment contributes is below
-/// lr * 1.2e-38 / eps, far under a float weight's resolution: after 3 epochs of that MLP, 2 of its
-/// 535,818 parameters differed from those of the unflushed rule, by one rounding.
+/// that 0 is what the step uses. Where a gradient stays 0 (a dead ReLU unit, an input pixel that
+/// is always 0), m decays by beta1 every step and passes through the subnormal range for about 150
+/// steps before it reaches 0; v by beta2 for about 16,000. On x86 every operation on a subnormal
+/// takes a microcode assist of about 100 cycles: in the reference MLP, 7% of fc1's and 14% of
+/// fc2's weights had a subnormal m after 2 epochs, AdamW's step took 3-4x as long in the 4th epoch
+/// as in the 1st, and an epoch at batch 32 (1,875 steps) 1.4-1.8x as long (benchmarks/RESULTS.md).
+/// The step such a moment contributes is below lr * 1.2e-38 / eps, far under a float weight's
+/// resolution: after 3 epochs of that MLP, 2 of its 535,818 parameters differed from those of the
+/// unflushed rule, by one rounding.
 #pragma once
 
 #include <sft/config.hpp>
