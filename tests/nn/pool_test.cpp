@@ -190,7 +190,9 @@ TEST_CASE("MaxPool2d: ties, NaNs and odd sizes as PyTorch's CPU kernel, 2x2 fast
         Shape input;
     };
     // 2x2 stride 2 takes the branch-free path (odd sizes drop the last row and column); the others the general one.
-    const Case cases[] = {{2, 2, 0, {3, 4, 9, 11}}, {2, 2, 0, {2, 3, 8, 8}}, {3, 2, 1, {2, 2, 7, 9}}, {2, 1, 0, {1, 3, 5, 6}}};
+    // 300 x 40 takes the 2x2 path in several blocks of output rows, 5 x 2201 in chunks of columns.
+    const Case cases[] = {{2, 2, 0, {3, 4, 9, 11}}, {2, 2, 0, {2, 3, 8, 8}}, {3, 2, 1, {2, 2, 7, 9}}, {2, 1, 0, {1, 3, 5, 6}},
+                          {2, 2, 0, {1, 2, 300, 40}}, {2, 2, 0, {1, 1, 5, 2201}}, {2, 2, 0, {1, 1, 4, 4400}}};
     for (const auto& c : cases) {
         INFO("kernel " << c.k << " stride " << c.stride << " padding " << c.pad << " input " << c.input.str());
         // Small integers (many ties, as after a ReLU) and a few NaNs.

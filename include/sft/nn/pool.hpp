@@ -186,21 +186,18 @@ private:
     static bool wins(T v, T m) noexcept { return v > m || v != v; }
 
     // 2x2 windows of stride 2 without padding, branch-free, in two passes that vectorise: the
-    // winner of each horizontal pair of the 2*OH rows used (one long loop when W == 2*OW), then
-    // the winner of the two pairs above each other. Same result as the row-major scan of a window:
-    // the first maximum in the row wins ties, the top row wins a tie between rows, a NaN wins and
-    // the last NaN in row-major order wins among NaNs.
-    static void max_2x2(const kernels::ConvGeometry& g, const T* xp, T* yp, std::uint32_t* ap) {
-        const std::size_t oh = g.out_h(), ow = g.out_w(), w = g.width, rows = 2 * oh;
-        static thread_local std::vector<T> hv;
-        static thread_local std::vector<std::uint32_t> hi;
-        if (hv.size() < rows * ow) {
-            hv.resize(rows * ow);
-            hi.resize(rows * ow);
-        }
-        T* __restrict h = hv.data();
-        std::uint32_t* __restrict hx = hi.data();
-        auto pairs = [&](const T* __restrict x, std::size_t count, T* __restrict hout, std::uint32_t* __restrict iout) {
+    // winner of each horizontal pair of two input rows (one long loop over several rows when
+    // W == 2*OW), then the winner of the two pairs above each other. Same result as the row-major
+    // scan of a window: the first maximum in the row wins ties, the top row wins a tie between rows,
+    // a NaN wins and the last NaN in row-major order wins among NaNs. The pair winners live in a
+    // buffer on the stack, a block of output rows (or of columns, for rows wider than it) at a time:
+    // nothing is allocated, whichever thread runs the plane.
+    static void max_2x2(const kernels::ConvGeometry& g, const T* xp, T* yp, std::uint32_t* ap) noexcept {
+        const std::size_t oh = g.out_h(), ow = g.out_w(), w = g.width;
+        constexpr std::size_t scratch = 2048;  // pair winners held at once
+        alignas(64) T h[scratch];
+        alignas(64) std::uint32_t hx[scratch];
+        auto pairs = [](const T* __restrict x, std::size_t count, T* __restrict hout, std::uint32_t* __restrict iout) {
             for (std::size_t i = 0; i < count; ++i) {
                 const T a = x[2 * i], b = x[2 * i + 1];
                 const bool wb = b > a || b != b;
@@ -208,28 +205,42 @@ private:
                 iout[i] = std::uint32_t(2 * i) + (wb ? 1u : 0u);
             }
         };
-        if (w == 2 * ow) {
-            pairs(xp, rows * ow, h, hx);  // in-plane column index plus row offset: fixed below
-        } else {
-            for (std::size_t r = 0; r < rows; ++r) pairs(xp + r * w, ow, h + r * ow, hx + r * ow);
-        }
-        for (std::size_t oy = 0; oy < oh; ++oy) {
-            const T* __restrict top = h + 2 * oy * ow;
-            const T* __restrict bot = top + ow;
-            const std::uint32_t* __restrict ti = hx + 2 * oy * ow;
-            const std::uint32_t* __restrict bi = ti + ow;
-            T* __restrict y = yp + oy * ow;
-            std::uint32_t* __restrict am = ap + oy * ow;
-            // The index of a pair: flat in the plane when W == 2*OW, else the column in its row.
-            const std::uint32_t top_base = w == 2 * ow ? 0u : std::uint32_t(2 * oy * w);
-            const std::uint32_t bot_base = w == 2 * ow ? 0u : std::uint32_t((2 * oy + 1) * w);
-            for (std::size_t ox = 0; ox < ow; ++ox) {
+        // Output row oy, columns [c0, c0 + cols): the winners of its top and bottom pairs are at
+        // top/ti and bot/bi; their indices count from top_base and bot_base in the plane.
+        auto combine = [&](std::size_t oy, std::size_t c0, std::size_t cols, const T* top, const std::uint32_t* ti, const T* bot,
+                           const std::uint32_t* bi, std::uint32_t top_base, std::uint32_t bot_base) {
+            T* __restrict y = yp + oy * ow + c0;
+            std::uint32_t* __restrict am = ap + oy * ow + c0;
+            for (std::size_t ox = 0; ox < cols; ++ox) {
                 const T t = top[ox], u = bot[ox];
                 const bool wu = u > t || u != u;
                 y[ox] = wu ? u : t;
                 am[ox] = wu ? bot_base + bi[ox] : top_base + ti[ox];
             }
+        };
+        if (w == 2 * ow && 2 * ow <= scratch) {
+            // Whole rows, `block` output rows (2 * block input rows, contiguous) per pass; a pair's
+            // index is flat in the plane, from the block's first element.
+            const std::size_t block = scratch / (2 * ow);
+            for (std::size_t oy0 = 0; oy0 < oh; oy0 += block) {
+                const std::size_t rows = std::min(block, oh - oy0);
+                const std::uint32_t base = std::uint32_t(2 * oy0 * w);
+                pairs(xp + 2 * oy0 * w, 2 * rows * ow, h, hx);
+                for (std::size_t r = 0; r < rows; ++r)
+                    combine(oy0 + r, 0, ow, h + 2 * r * ow, hx + 2 * r * ow, h + (2 * r + 1) * ow, hx + (2 * r + 1) * ow, base, base);
+            }
+            return;
         }
+        // Otherwise one output row at a time, its columns in chunks of scratch / 2 (a pair's
+        // index is the column in its row, from the chunk's first column).
+        const std::size_t chunk = scratch / 2;
+        for (std::size_t oy = 0; oy < oh; ++oy)
+            for (std::size_t c0 = 0; c0 < ow; c0 += chunk) {
+                const std::size_t cols = std::min(chunk, ow - c0);
+                pairs(xp + 2 * oy * w + 2 * c0, cols, h, hx);
+                pairs(xp + (2 * oy + 1) * w + 2 * c0, cols, h + chunk, hx + chunk);
+                combine(oy, c0, cols, h, hx, h + chunk, hx + chunk, std::uint32_t(2 * oy * w + 2 * c0), std::uint32_t((2 * oy + 1) * w + 2 * c0));
+            }
     }
 
     // Any window: clipped to the image (padding only shifts it, padded cells never win).
