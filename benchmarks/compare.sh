@@ -25,7 +25,12 @@
 # order alternating (t2_speedup_paired, the median of the pairs' ratios). Before each pair,
 # core_scaling measures how much faster this machine's two cores run independent GEMM work than
 # one (core_scaling, the median of those): no 2-thread program can scale beyond it, and on this
-# shared host it moves between about 1.5x and 2.2x within minutes.
+# shared host it moves between about 1.5x and 2.2x within minutes. A third measure runs both in
+# one process: step_scaling times the training step at 1 and at 2 threads in alternating blocks of
+# 10 steps (t2_step_speedup, per batch size: the median of adjacent blocks' ratios, the one of the
+# three the host's drift does not move), and batch_split times the step's forward and backward
+# on the pool at 2 threads against the batch split between two threads on private model copies
+# (pool_fwd_bwd_speedup, batch_split_speedup: the bound of a design that splits the batch).
 #
 # Usage: benchmarks/compare.sh [build-dir]
 # Environment:
@@ -39,6 +44,7 @@
 #                                 extrapolated (marked so in the table; for testing the script)
 #   PAIRS=3                       paired runs of sft's MLP (batch 128) at 1 and 2 threads back to
 #                                 back, each after a core_scaling measurement (0 skips them)
+#   STEP_SCALING=1                0 skips step_scaling and batch_split
 #   PEER_CORETYPES="default SkylakeX"  OpenBLAS configurations of the libtorch peers
 #   REPS=5 MIN_TIME=0.3           repetitions and --benchmark_min_time of the micro-benchmarks
 #   JOBS=2                        build parallelism
@@ -62,6 +68,7 @@ conv=${CONV:-1}
 tinydnn_runs=${TINYDNN_RUNS:-1}
 tinydnn_max_steps=${TINYDNN_MAX_STEPS:-}
 pairs=${PAIRS:-3}
+step_scaling=${STEP_SCALING:-1}
 peer_coretypes=${PEER_CORETYPES:-default SkylakeX}
 reps=${REPS:-5}
 min_time=${MIN_TIME:-0.3}
@@ -71,7 +78,7 @@ bin=$build/benchmarks
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DSFT_BUILD_TESTS=OFF -DSFT_BUILD_EXAMPLES=OFF -DSFT_BUILD_BENCHMARKS=ON >/dev/null
 known_targets=$(cmake --build "$build" --target help 2>/dev/null)
 has_target() { grep -qE "(^|[ .])$1(:|\$| )" <<<"$known_targets"; }
-cmake --build "$build" --target mlp_epoch gemm_bench kernels_bench core_scaling -j"$jobs" >/dev/null
+cmake --build "$build" --target mlp_epoch gemm_bench kernels_bench core_scaling step_scaling batch_split -j"$jobs" >/dev/null
 optional="torch_mlp_epoch tinydnn_mlp_epoch tinydnn_mlp_epoch_st"
 [ "$conv" = 1 ] && optional="conv_epoch torch_conv_epoch $optional"
 for t in $optional; do
@@ -161,6 +168,13 @@ if [ "$pairs" -gt 0 ]; then
       echo "pair $r ($(date -u +%T)): ${line#RESULT }"
     done
   done
+fi
+if [ "$step_scaling" = 1 ]; then
+  echo "== 2-thread speed-up in one process: step_scaling (1 against 2 threads, alternating blocks of steps), batch_split =="
+  for b in $batches; do
+    line=$("$bin/step_scaling" 1:2 150 12 "$b" | grep '^RESULT') && echo "$line batch=$b" >> "$out/step_scaling.txt" && echo "step_scaling batch $b ($(date -u +%T)): ${line#RESULT }"
+  done
+  line=$("$bin/batch_split" 100 | grep '^RESULT') && echo "$line" >> "$out/batch_split.txt" && echo "batch_split ($(date -u +%T)): ${line#RESULT }"
 fi
 if [ "$conv" = 1 ] && have conv_epoch; then
   for t in 1 2; do
@@ -338,9 +352,23 @@ if pair_ratios or scaling:
     if scaling:
         print(f"core_scaling (two cores on independent GEMM work over one, {len(scaling)} measurements): "
               f"median {statistics.median(scaling):.2f}, range {min(scaling):.2f}-{max(scaling):.2f}")
+step_speedups = kv_lines(f"{out}/step_scaling.txt", 1)
+split = kv_lines(f"{out}/batch_split.txt", 1)
+if step_speedups or split:
+    print("\n== 2-thread speed-up of sft's training step in one process (1 and 2 threads in alternating blocks) ==")
+    for kv in step_speedups:
+        print(f"batch {kv['batch']}: 1 thread {float(kv['base_us']):.0f} us, 2 threads {float(kv['work_us']):.0f} us per step: "
+              f"{float(kv['step_speedup']):.2f}x (quartiles of the block pairs {float(kv['step_speedup_q1']):.2f}-{float(kv['step_speedup_q3']):.2f})")
+    for kv in split:
+        print(f"forward + backward, batch 128: pool {float(kv['pool_speedup']):.2f}x, batch split between the threads "
+              f"(private model copies, gradients not summed: an upper bound) {float(kv['batch_split_speedup']):.2f}x")
 if pair_ratios: put("t2_speedup_paired", statistics.median(pair_ratios))
 if scaling: put("core_scaling", statistics.median(scaling))
 if pair_ratios and scaling: put("t2_speedup_paired_over_core_scaling", statistics.median(pair_ratios) / statistics.median(scaling))
+for kv in step_speedups: put("t2_step_speedup" + ("" if kv["batch"] == "128" else "_b" + kv["batch"]), float(kv["step_speedup"]))
+for kv in split:
+    put("pool_fwd_bwd_speedup", float(kv["pool_speedup"]))
+    put("batch_split_speedup", float(kv["batch_split_speedup"]))
 
 if ("fc1", 1) in gemm_ratio: put("gemm_vs_openblas_t1", min(gemm_ratio[("fc1", 1)]))
 for (shape, t), rs in sorted(gemm_ratio.items()):
