@@ -14,6 +14,7 @@
 // Usage: batch_split [blocks (100)] [data dir]
 #include <sft/parallel.hpp>
 #include <sft/sft.hpp>
+#include "reference_mlp.hpp"
 
 #include <algorithm>
 #include <chrono>
@@ -34,11 +35,7 @@ struct Side {
     Side(const sft::data::TensorDataset<float>& data, std::size_t batch_size)
         : train(data), loader(train, sft::data::DataLoaderOptions().batch_size(batch_size).shuffle(true).drop_last(true).seed(1)) {
         sft::manual_seed(1);
-        model.add("fc1", sft::nn::Linear<float>(784, 512));
-        model.add("act1", sft::nn::ReLU<float>());
-        model.add("fc2", sft::nn::Linear<float>(512, 256));
-        model.add("act2", sft::nn::ReLU<float>());
-        model.add("fc3", sft::nn::Linear<float>(256, 10));
+        bench::add_reference_mlp(model);
         loader.start_epoch();
     }
     void steps(int n) {

@@ -10,6 +10,7 @@
 
 #include <sft/parallel.hpp>
 #include <sft/sft.hpp>
+#include "reference_mlp.hpp"
 
 #include <sys/resource.h>
 
@@ -49,11 +50,7 @@ int main(int argc, char** argv) {
 
     sft::manual_seed(seed);
     sft::nn::Sequential<float> model;
-    model.add("fc1", sft::nn::Linear<float>(784, 512));
-    model.add("act1", sft::nn::ReLU<float>());
-    model.add("fc2", sft::nn::Linear<float>(512, 256));
-    model.add("act2", sft::nn::ReLU<float>());
-    model.add("fc3", sft::nn::Linear<float>(256, 10));
+    bench::add_reference_mlp(model);
     sft::optim::AdamW<float> opt(model.parameters(), sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
     sft::loss::CrossEntropy<float> criterion;
     sft::data::DataLoader<float> loader(train, sft::data::DataLoaderOptions().batch_size(batch).shuffle(true).seed(seed));

@@ -4,6 +4,7 @@
 // -DSFT_AB_SIDE=work.
 #include <sft/parallel.hpp>
 #include <sft/sft.hpp>
+#include "../reference_mlp.hpp"
 
 #include <memory>
 #include <string>
@@ -22,11 +23,7 @@ struct Side {
     Side(sft::data::TensorDataset<float> data, std::size_t batch_size)
         : train(std::move(data)), loader(train, sft::data::DataLoaderOptions().batch_size(batch_size).shuffle(true).drop_last(true).seed(1)) {
         sft::manual_seed(1);
-        model.add("fc1", sft::nn::Linear<float>(784, 512));
-        model.add("act1", sft::nn::ReLU<float>());
-        model.add("fc2", sft::nn::Linear<float>(512, 256));
-        model.add("act2", sft::nn::ReLU<float>());
-        model.add("fc3", sft::nn::Linear<float>(256, 10));
+        bench::add_reference_mlp(model);
         opt = std::make_unique<sft::optim::AdamW<float>>(model.parameters(), sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
         loader.start_epoch();
     }
