@@ -398,7 +398,7 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
         for (std::size_t v = 0; v < nv; ++v) acc[i][v] = V::zero();
     // B read in place (bs = its row stride, not NR) moves to a new row of B at each k step, a
     // stride the hardware prefetchers do not follow: the row 8 steps on is fetched now (measured,
-    // benchmarks/gemm_ab.sh: dX 4-7% faster at batch 128, 15-18% at batch 32). For a packed panel
+    // benchmarks/gemm_ab.sh: dX 5-7% faster at batch 128, 16-20% at batch 32). For a packed panel
     // (bs = NR) the same two prefetches cost nothing measurable; a copy of the loop without them
     // for that case was 2% slower on the weight gradients (code layout).
     constexpr std::size_t ahead = 8;
