@@ -26,7 +26,7 @@ public:
 ///   p <- p - lr / (1 - b1^t) * m / (sqrt(v or v_max) / sqrt(1 - b2^t) + eps)
 /// State per parameter: "exp_avg", "exp_avg_sq", "max_exp_avg_sq" (amsgrad) and "step".
 /// Unlike torch, m and v below the smallest normal T are stored as 0: subnormal moments (a weight
-/// whose gradient stays 0) made every later epoch 1.2-1.6x slower on x86 (kernels/adamw.hpp).
+/// whose gradient stays 0) slow every later step on x86 (figures in kernels/adamw.hpp).
 template <class T>
 class AdamW : public detail::AdamFamily<T, AdamWOptions, /*Decoupled=*/true> {
 public:
