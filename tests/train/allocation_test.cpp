@@ -78,7 +78,7 @@ sft::nn::Sequential<float> small_mlp(std::size_t in, std::size_t classes) {
 // TensorDataset, zero_grad / forward / loss / backward without input gradient / AdamW step), on
 // 128 samples in batches of 16: 8 steps per epoch, so steps 9 and 17 start a new epoch.
 // `frozen` names a prefix to freeze first ("" for none; "fc1" fine-tunes above the first layer).
-std::vector<long> loop_allocations(sft::nn::Sequential<float>& model, const sft::data::TensorDataset<float>& data);
+std::vector<long> loop_allocations(sft::nn::Sequential<float>& model, const sft::data::TensorDataset<float>& data, std::size_t batch = 16);
 
 std::vector<long> manual_loop_allocations(const std::string& frozen = "") {
     const auto data = sft_test::blobs<float>(128, 24, 5, 3);
@@ -122,10 +122,10 @@ sft::nn::Sequential<float> mixed_mlp() {
     return model;
 }
 
-std::vector<long> loop_allocations(sft::nn::Sequential<float>& model, const sft::data::TensorDataset<float>& data) {
+std::vector<long> loop_allocations(sft::nn::Sequential<float>& model, const sft::data::TensorDataset<float>& data, std::size_t batch) {
     sft::optim::AdamW<float> opt(model.parameters(), sft::optim::AdamWOptions(1e-3).weight_decay(0.01));
     sft::loss::CrossEntropy<float> criterion;
-    sft::data::DataLoader<float> loader(data, sft::data::DataLoaderOptions().batch_size(16).shuffle(true).seed(4));
+    sft::data::DataLoader<float> loader(data, sft::data::DataLoaderOptions().batch_size(batch).shuffle(true).seed(4));
     std::vector<long> per_step(21, 0);  // allocated before any step
     std::size_t step = 0;
     double loss_sum = 0;
@@ -215,13 +215,13 @@ TEST_CASE("The training loop of benchmarks/mlp_epoch.cpp allocates nothing per s
 namespace {
 // Steps 3..20 of loop_allocations for a fresh model from `make` at 1 and 2 threads: no allocation.
 template <class Make>
-void check_steady_state(Make make, const sft::data::TensorDataset<float>& data) {
+void check_steady_state(Make make, const sft::data::TensorDataset<float>& data, std::size_t batch = 16) {
     ThreadsGuard guard;
     for (std::size_t threads : {1u, 2u}) {
         CAPTURE(threads);
         sft::set_num_threads(threads);
         auto model = make();
-        const std::vector<long> per_step = loop_allocations(model, data);
+        const std::vector<long> per_step = loop_allocations(model, data, batch);
         INFO("allocations per step: " << describe(per_step, 1));
         long steady = 0;
         for (std::size_t s = 3; s <= 20; ++s) steady += per_step[s];
@@ -242,6 +242,15 @@ TEST_CASE("The same loop on a convolutional network (Conv2d, ReLU, MaxPool2d, Fl
 TEST_CASE("The same loop through LayerNorm, GELU, Dropout, BatchNorm1d, Tanh and Sigmoid allocates nothing per step after the first two",
           "[train][allocation]") {
     check_steady_state(mixed_mlp, sft_test::blobs<float>(128, 24, 5, 3));
+}
+
+TEST_CASE("The same loop in batches of 64 (row-parallel runs of Sequential at 2 threads) allocates nothing per step after the first two",
+          "[train][allocation]") {
+    // 512 samples in batches of 64. small_mlp is one row-parallel run; mixed_mlp has one from its
+    // Tanh to fc4 (Tanh, fc3, Sigmoid, fc4), after layers that run on their own.
+    const auto data = sft_test::blobs<float>(512, 24, 5, 3);
+    check_steady_state([] { return small_mlp(24, 5); }, data, 64);
+    check_steady_state(mixed_mlp, data, 64);
 }
 
 TEST_CASE("The same loop through an Embedding (token indices to vectors, Flatten, Linear) allocates nothing per step after the first two",

@@ -17,13 +17,65 @@ namespace detail {
 
 /// Shared plumbing of the elementwise activations: the input check, the cache (the forward input
 /// or output, whichever the derivative needs), the kept output and input-gradient buffers (reused
-/// across steps, see Module) and the checks of backward.
+/// across steps, see Module) and the checks of backward. A layer supplies its two kernels and
+/// says which tensor its derivative needs.
+///
+/// The steps are public in two halves each, for Sequential's row-parallel runs (see Sequential):
+/// forward_prepare / backward_prepare do the checks, claim the buffers and save or hand over the
+/// cache; forward_range / backward_range compute any range of elements. forward() and backward()
+/// are the two halves over all elements.
 template <class T>
 class ElementwiseActivation : public Module<T> {
 public:
     void release_saved() noexcept override { cached_ = Tensor<T>(); }
 
+    /// y = f(x), same shape. Throws sft::Error when x is undefined.
+    Tensor<T> forward(const Tensor<T>& input) override {
+        Tensor<T> out = forward_prepare(input);
+        forward_kernel(input.data(), out.data(), input.numel());
+        return out;
+    }
+
+    /// dx = dy * f'(from the cache). Throws sft::Error before any forward or on a shape mismatch.
+    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
+        Tensor<T> saved;
+        Tensor<T> grad_input = backward_prepare(grad_output, need_input_grad, saved);
+        if (grad_input.defined()) backward_kernel(grad_output.data(), saved.data(), grad_input.data(), saved.numel());
+        return grad_input;
+    }
+
+    /// The first half of forward(): the checks, the output buffer (of the input's shape) and the
+    /// cache; the output's values are not written. Throws sft::Error as forward().
+    Tensor<T> forward_prepare(const Tensor<T>& input) {
+        check_input(input);
+        Tensor<T>& out = output_for(input);
+        cached_ = saves_output() ? out : input;
+        return out;
+    }
+    /// The second half of forward() on n elements: y[i] = f(x[i]).
+    void forward_range(const T* x, T* y, std::size_t n) const noexcept { forward_kernel(x, y, n); }
+
+    /// The first half of backward(): the checks, the cache moved into `saved` (released from the
+    /// layer), and the input-gradient buffer of its shape, or an undefined tensor when
+    /// need_input_grad is false. Throws sft::Error as backward().
+    Tensor<T> backward_prepare(const Tensor<T>& grad_output, bool need_input_grad, Tensor<T>& saved) {
+        check_backward(grad_output);
+        saved = cached_;
+        cached_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
+        if (!need_input_grad) return Tensor<T>();
+        return nn::detail::reuse_or_empty(grad_input_, saved.shape());
+    }
+    /// The second half of backward() on n elements: dx[i] = dy[i] f'(saved[i]).
+    void backward_range(const T* dy, const T* saved, T* dx, std::size_t n) const noexcept { backward_kernel(dy, saved, dx, n); }
+
 protected:
+    /// y = f(x) over n elements (threaded on sft's pool; serial inside a pool task).
+    virtual void forward_kernel(const T* x, T* y, std::size_t n) const noexcept = 0;
+    /// dx = dy f'(.) over n elements, from the saved input or output.
+    virtual void backward_kernel(const T* dy, const T* saved, T* dx, std::size_t n) const noexcept = 0;
+    /// True when the derivative is a function of the output (saved), false of the input.
+    virtual bool saves_output() const noexcept = 0;
+
     /// Throws sft::Error naming the layer when `input` is undefined.
     void check_input(const Tensor<T>& input) const {
         if (!input.defined())
@@ -47,19 +99,6 @@ protected:
         this->check_grad_shape(grad_output, cached_.shape());
     }
 
-    /// The backward of every activation: check_backward, then dx = kernel(grad_output, cached_) into
-    /// the kept input-gradient buffer unless not needed; the cache is released.
-    template <class Kernel>
-    Tensor<T> backward_with(const Tensor<T>& grad_output, bool need_input_grad, Kernel kernel) {
-        check_backward(grad_output);
-        const Tensor<T> saved = cached_;
-        cached_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
-        if (!need_input_grad) return Tensor<T>();
-        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, saved.shape());
-        kernel(grad_output.data(), saved.data(), grad_input.data(), saved.numel());
-        return grad_input;
-    }
-
     /// The forward input or output, as the layer's derivative needs (shape of both).
     Tensor<T> cached_;
     /// Kept buffers of the output and of the input gradient.
@@ -76,21 +115,7 @@ public:
     /// "ReLU", as error messages name this layer.
     std::string type_name() const override { return "ReLU"; }
 
-    /// y = relu(x), same shape. Throws sft::Error when x is undefined.
-    Tensor<T> forward(const Tensor<T>& input) override {
-        this->check_input(input);
-        Tensor<T>& out = this->output_for(input);
-        kernels::relu_forward(input.data(), out.data(), input.numel());
-        this->cached_ = out;  // y > 0 exactly where x > 0: the output is enough for backward
-        return out;
-    }
-
-    /// dx = dy where y > 0, else 0. Throws sft::Error before any forward or on a shape mismatch.
-    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
-        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
-            kernels::relu_backward(g, y, dx, n);
-        });
-    }
+    // forward() and backward() are ElementwiseActivation's: y = relu(x); dx = dy where y > 0, else 0.
 
     /// For Sequential's fused Linear + ReLU: the buffer the fused forward writes y = relu(x W^T + b)
     /// into (the last saved output dropped first), passed to Linear::forward_act.
@@ -124,6 +149,11 @@ public:
         kernels::relu_backward_bias(grad_output.data(), y.data(), dz.data(), cols ? y.numel() / cols : 0, cols, bias_grad);
         return dz;
     }
+
+protected:
+    void forward_kernel(const T* x, T* y, std::size_t n) const noexcept override { kernels::relu_forward(x, y, n); }
+    void backward_kernel(const T* dy, const T* y, T* dx, std::size_t n) const noexcept override { kernels::relu_backward(dy, y, dx, n); }
+    bool saves_output() const noexcept override { return true; }  // y > 0 exactly where x > 0
 };
 
 /// How GELU computes Phi(x), as torch.nn.GELU's `approximate` argument.
@@ -147,26 +177,18 @@ public:
     /// Exact (none) or tanh approximation.
     GELUApproximate approximate() const noexcept { return approximate_; }
 
-    /// y = gelu(x), same shape. Throws sft::Error when x is undefined.
-    Tensor<T> forward(const Tensor<T>& input) override {
-        this->check_input(input);
-        Tensor<T>& out = this->output_for(input);
-        if (approximate_ == GELUApproximate::tanh) kernels::gelu_tanh_forward(input.data(), out.data(), input.numel());
-        else kernels::gelu_forward(input.data(), out.data(), input.numel());
-        this->cached_ = input;  // the derivative is a function of x
-        return out;
-    }
+    // forward() and backward() are ElementwiseActivation's: y = gelu(x); dx = dy * gelu'(x) from the cached input.
 
-    /// dx = dy * gelu'(x) from the cached input. Throws sft::Error before any forward or on a shape mismatch.
-    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
-        if (approximate_ == GELUApproximate::tanh)
-            return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* x, T* dx, std::size_t n) {
-                kernels::gelu_tanh_backward(g, x, dx, n);
-            });
-        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* x, T* dx, std::size_t n) {
-            kernels::gelu_backward(g, x, dx, n);
-        });
+protected:
+    void forward_kernel(const T* x, T* y, std::size_t n) const noexcept override {
+        if (approximate_ == GELUApproximate::tanh) kernels::gelu_tanh_forward(x, y, n);
+        else kernels::gelu_forward(x, y, n);
     }
+    void backward_kernel(const T* dy, const T* x, T* dx, std::size_t n) const noexcept override {
+        if (approximate_ == GELUApproximate::tanh) kernels::gelu_tanh_backward(dy, x, dx, n);
+        else kernels::gelu_backward(dy, x, dx, n);
+    }
+    bool saves_output() const noexcept override { return false; }  // the derivative is a function of x
 
 private:
     static GELUApproximate parse(const std::string& s) {
@@ -185,21 +207,12 @@ public:
     /// "Tanh", as error messages name this layer.
     std::string type_name() const override { return "Tanh"; }
 
-    /// y = tanh(x), same shape. Throws sft::Error when x is undefined.
-    Tensor<T> forward(const Tensor<T>& input) override {
-        this->check_input(input);
-        Tensor<T>& out = this->output_for(input);
-        kernels::tanh_forward(input.data(), out.data(), input.numel());
-        this->cached_ = out;
-        return out;
-    }
+    // forward() and backward() are ElementwiseActivation's: y = tanh(x); dx = dy * (1 - y^2).
 
-    /// dx = dy * (1 - y^2). Throws sft::Error before any forward or on a shape mismatch.
-    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
-        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
-            kernels::tanh_backward(g, y, dx, n);
-        });
-    }
+protected:
+    void forward_kernel(const T* x, T* y, std::size_t n) const noexcept override { kernels::tanh_forward(x, y, n); }
+    void backward_kernel(const T* dy, const T* y, T* dx, std::size_t n) const noexcept override { kernels::tanh_backward(dy, y, dx, n); }
+    bool saves_output() const noexcept override { return true; }
 };
 
 /// 1 / (1 + exp(-x)), as torch.nn.Sigmoid: any shape -> same shape. Backward: dy * y (1 - y).
@@ -209,21 +222,12 @@ public:
     /// "Sigmoid", as error messages name this layer.
     std::string type_name() const override { return "Sigmoid"; }
 
-    /// y = sigmoid(x), same shape. Throws sft::Error when x is undefined.
-    Tensor<T> forward(const Tensor<T>& input) override {
-        this->check_input(input);
-        Tensor<T>& out = this->output_for(input);
-        kernels::sigmoid_forward(input.data(), out.data(), input.numel());
-        this->cached_ = out;
-        return out;
-    }
+    // forward() and backward() are ElementwiseActivation's: y = sigmoid(x); dx = dy * y (1 - y).
 
-    /// dx = dy * y (1 - y). Throws sft::Error before any forward or on a shape mismatch.
-    Tensor<T> backward(const Tensor<T>& grad_output, bool need_input_grad = true) override {
-        return this->backward_with(grad_output, need_input_grad, [](const T* g, const T* y, T* dx, std::size_t n) {
-            kernels::sigmoid_backward(g, y, dx, n);
-        });
-    }
+protected:
+    void forward_kernel(const T* x, T* y, std::size_t n) const noexcept override { kernels::sigmoid_forward(x, y, n); }
+    void backward_kernel(const T* dy, const T* y, T* dx, std::size_t n) const noexcept override { kernels::sigmoid_backward(dy, y, dx, n); }
+    bool saves_output() const noexcept override { return true; }
 };
 
 }  // namespace sft::nn

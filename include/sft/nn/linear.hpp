@@ -54,18 +54,33 @@ public:
     /// Sequential calls it with act = relu to fuse a following ReLU, whose output buffer it passes.
     /// Throws sft::Error as forward().
     Tensor<T> forward_act(const Tensor<T>& input, kernels::GemmActivation act, Tensor<T>& buffer) {
+        Tensor<T> out = forward_prepare(input, buffer);
+        forward_rows(input.data(), out.data(), input.numel() / in_, act);
+        return out;
+    }
+
+    /// The first half of forward_act() (for Sequential's row-parallel runs, see Sequential): the
+    /// checks, the output written into `buffer` as forward_act() would (its values not written),
+    /// the input saved for backward(). Throws sft::Error as forward().
+    Tensor<T> forward_prepare(const Tensor<T>& input, Tensor<T>& buffer) {
         if (input.rank() < 2 || input.shape()[input.rank() - 1] != in_)
             throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [*, {}]", this->label(), input.shape().str(), in_));
-        const std::size_t rows = input.numel() / in_;
         Shape out_shape = input.shape();
         out_shape[out_shape.rank() - 1] = out_;
         input_ = Tensor<T>();  // the last saved input, dropped before the buffer is claimed
         Tensor<T>& out = nn::detail::reuse_or_empty(buffer, out_shape);
-        kernels::gemm_bias_act<T>(false, true, rows, out_, in_, input.data(), in_, weight_->value().data(), in_,
-                                  bias_ ? bias_->value().data() : nullptr, act, out.data(), out_);
         input_ = input;
         out_shape_ = out_shape;
         return out;
+    }
+    /// forward_prepare() into the layer's own output buffer (forward()'s).
+    Tensor<T> forward_prepare(const Tensor<T>& input) { return forward_prepare(input, output_); }
+
+    /// The second half of forward_act() on `rows` rows: y[rows, out] = act(x[rows, in] W^T + b).
+    /// Each row's values do not depend on how the rows are cut (kernels::gemm_bias_act).
+    void forward_rows(const T* x, T* y, std::size_t rows, kernels::GemmActivation act) const noexcept {
+        kernels::gemm_bias_act<T>(false, true, rows, out_, in_, x, in_, weight_->value().data(), in_, bias_ ? bias_->value().data() : nullptr,
+                                  act, y, out_);
     }
 
     /// dy [*, out] -> dx [*, in] = dy W; accumulates dW += dy^T x and db += column sums of dy for the
@@ -86,23 +101,40 @@ public:
 
     void release_saved() noexcept override { input_ = Tensor<T>(); }
 
-private:
-    Tensor<T> backward_impl(const Tensor<T>& grad_output, bool need_input_grad, bool with_bias) {
+    /// The first half of backward() (for Sequential's row-parallel runs): the checks, the saved
+    /// input moved into `saved_input` (released from the layer), and the input-gradient buffer
+    /// (its values not written), or an undefined tensor when need_input_grad is false. Throws
+    /// sft::Error as backward().
+    Tensor<T> backward_prepare(const Tensor<T>& grad_output, bool need_input_grad, Tensor<T>& saved_input) {
         if (!input_.defined()) this->throw_no_forward();
         this->check_grad_shape(grad_output, out_shape_);
-        const Tensor<T> input = input_;
+        saved_input = input_;
         input_ = Tensor<T>();  // released, as PyTorch frees saved tensors after backward
+        if (!need_input_grad) return Tensor<T>();
+        return nn::detail::reuse_or_empty(grad_input_, saved_input.shape());
+    }
+    /// dx[rows, in] = g[rows, out] W, on any cut of the rows (each row's values do not depend on it).
+    void backward_input_rows(const T* g, T* dx, std::size_t rows) const noexcept {
+        kernels::gemm<T>(false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), dx, in_);
+    }
+    /// The parameter gradients of backward() from grad_output g and the input saved by the
+    /// forward: dW += g^T x and, when with_bias, db += column sums of g, for the trainable ones.
+    void accumulate_param_grads(const Tensor<T>& g, const Tensor<T>& input, bool with_bias) noexcept {
         const std::size_t rows = input.numel() / in_;
-        const T* g = grad_output.data();
         if (weight_->requires_grad()) {  // dW[out, in] += g^T[out, rows] x[rows, in] (=, after zero_grad())
             const nn::GradTarget<T> dw = weight_->grad_for_backward();
-            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g, out_, input.data(), in_, dw.overwrite ? T(0) : T(1), dw.data, in_);
+            kernels::gemm<T>(true, false, out_, in_, rows, T(1), g.data(), out_, input.data(), in_, dw.overwrite ? T(0) : T(1), dw.data, in_);
         }
         if (with_bias && bias_ && bias_->requires_grad())  // db[out] += column sums of g
-            kernels::add_col_sums(g, rows, out_, bias_->grad().data());
-        if (!need_input_grad) return Tensor<T>();
-        Tensor<T>& grad_input = nn::detail::reuse_or_empty(grad_input_, input.shape());  // dx[rows, in] = g[rows, out] W[out, in]
-        kernels::gemm<T>(false, false, rows, in_, out_, T(1), g, out_, weight_->value().data(), in_, T(0), grad_input.data(), in_);
+            kernels::add_col_sums(g.data(), rows, out_, bias_->grad().data());
+    }
+
+private:
+    Tensor<T> backward_impl(const Tensor<T>& grad_output, bool need_input_grad, bool with_bias) {
+        Tensor<T> input;
+        Tensor<T> grad_input = backward_prepare(grad_output, need_input_grad, input);
+        accumulate_param_grads(grad_output, input, with_bias);
+        if (grad_input.defined()) backward_input_rows(grad_output.data(), grad_input.data(), input.numel() / in_);
         return grad_input;
     }
 
