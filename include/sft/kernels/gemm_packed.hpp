@@ -405,8 +405,8 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
     // Unrolled 4 times: measured 4-19% faster than the plain loop (2 and 8: less; benchmarks/RESULTS.md).
 #pragma GCC unroll 4
     for (std::size_t p = 0; p < kc; ++p, a += as, b += bs) {
-        __builtin_prefetch(b + ahead * bs);
-        __builtin_prefetch(b + ahead * bs + nr - 1);
+        prefetch_ahead(b, ahead * bs * sizeof(T));  // may lie past B's end: a hint on an address, never a read
+        prefetch_ahead(b, (ahead * bs + nr - 1) * sizeof(T));
         VT bv[nv];
 #pragma GCC unroll 4
         for (std::size_t v = 0; v < nv; ++v) bv[v] = V::load(b + v * vw);

@@ -7,6 +7,7 @@
 #include <sft/config.hpp>
 
 #include <cstddef>
+#include <cstdint>
 
 #if !SFT_NO_SIMD
 #include <xsimd/xsimd.hpp>
@@ -21,6 +22,15 @@ namespace sft::kernels {
 #else
 #define SFT_KERNELS_SIMD 0
 #endif
+
+/// Prefetches the cache line `bytes` past p (for writing when Write): a hint that never faults.
+/// The address is computed on integers, so that a line past the end of p's array is no
+/// out-of-range pointer arithmetic.
+template <bool Write = false, class T>
+inline void prefetch_ahead(const T* p, std::size_t bytes) noexcept {
+    const void* line = reinterpret_cast<const void*>(reinterpret_cast<std::uintptr_t>(p) + bytes);
+    __builtin_prefetch(line, Write ? 1 : 0, 3);
+}
 
 #if SFT_KERNELS_SIMD
 /// True when the kernels use xsimd; false on the scalar path.
