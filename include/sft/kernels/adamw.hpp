@@ -155,9 +155,10 @@ void adam_update_simd(T* p, const T* g, T* m, T* v, T* v_max, std::size_t n, con
         // p, m and v are fetched for writing (PREFETCHW) 1 KiB ahead: a line the other core has
         // read (the weights, after a forward whose threads each read all of them: Sequential's
         // row-parallel runs) then comes exclusive at once, rather than shared at the load and
-        // upgraded at the store. Measured in the reference step at 2 threads: the update took
-        // 1.22-1.29x its time after a row-parallel forward without it, 1.02-1.03x with it; the
-        // step at 1 thread and the step without row-parallel runs did not change (step_ab.sh).
+        // upgraded at the store. Measured in the reference step at 2 threads, row-parallel runs on
+        // against off (benchmarks/row_parallel_ab): the update took 1.28-1.29x the time without
+        // these prefetches, 1.02-1.05x with them; at 1 thread and without row-parallel runs the
+        // step did not change (step_ab.sh 1.00).
         prefetch_ahead<true>(p + i, 1024);
         prefetch_ahead<true>(m + i, 1024);
         prefetch_ahead<true>(v + i, 1024);

@@ -38,9 +38,12 @@ namespace sft::nn {
 /// gradients, which sum over all rows, as threaded products of their own. A row's values never
 /// depend on the cut (each GEMM computes every element the same way whatever block it is in),
 /// so the results are bit-identical to the layers run one by one, at every thread count.
-/// Measured at 2 threads (benchmarks/RESULTS.md): the reference MLP's forward 5-8% faster at
-/// batch 128, 7-10% at 256 and 512; the whole step 0-3% faster at batch 128, 2-5% at 256 and 512
-/// (each thread then reads all the weights, see kernels/adamw.hpp for what that costs the update).
+/// Measured at 2 threads, on and off alternating in one process (benchmarks/row_parallel_ab,
+/// RESULTS.md): the reference MLP's forward in 0.86-0.98 of the time at batch 128 (8 runs) and
+/// 0.86-0.93 at 256 and 512, the whole step in 0.94-1.00 and 0.93-0.95. Each thread then reads
+/// all the weights: the optimizer's update, which writes them next, takes 1.02-1.05x its time
+/// (see kernels/adamw.hpp). A static cut pays when one core is slowed by other work (the
+/// spread above); each layer's own split balances its tasks instead.
 /// set_row_parallel(false) runs every child on its own; forward_row_blocks() and
 /// backward_row_blocks() tell how the last calls cut their rows.
 template <class T>
