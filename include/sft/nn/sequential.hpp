@@ -39,7 +39,7 @@ namespace sft::nn {
 /// depend on the cut (each GEMM computes every element the same way whatever block it is in),
 /// so the results are bit-identical to the layers run one by one, at every thread count.
 /// Measured at 2 threads, on and off alternating in one process (benchmarks/row_parallel_ab,
-/// RESULTS.md): the reference MLP's forward in 0.86-0.98 of the time at batch 128 (8 runs) and
+/// RESULTS.md): the reference MLP's forward in 0.86-0.98 of the time at batch 128 (7 runs) and
 /// 0.86-0.93 at 256 and 512, the whole step in 0.94-1.00 and 0.93-0.95. Each thread then reads
 /// all the weights: the optimizer's update, which writes them next, takes 1.02-1.05x its time
 /// (see kernels/adamw.hpp). A static cut pays when one core is slowed by other work (the
