@@ -163,6 +163,46 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed computes edge tiles bit-identically to 
     }
 }
 
+TEMPLATE_TEST_CASE("kernels: gemm_packed computes every row of C the same way whatever block of rows it is in, on either micro-kernel",
+                   "[kernels][gemm_packed]", float, double) {
+    // Sequential's row-parallel runs compute a layer's product block of rows by block of rows and
+    // promise the bits of the whole product. A block can take the other micro-kernel than the
+    // whole: 130 x 30 x 40 (x W^T) runs untransposed, its last 2 rows alone as (W x^T)^T (float,
+    // AVX-512); both must do the same operations (each product term fused into the sum, found
+    // to differ when xsimd's AVX-512 fma compiled to a multiply and an add at -O1).
+    using T = TestType;
+    using Ep = sft::kernels::gemm_detail::Epilogue<T>;
+    const std::size_t shapes[][3] = {{130, 30, 40}, {130, 70, 50}, {100, 40, 70}, {130, 9, 30}, {96, 512, 300}};
+    for (const auto& shape : shapes) {
+        const std::size_t M = shape[0], N = shape[1], K = shape[2];
+        for (int trans_b = 0; trans_b < 2; ++trans_b) {  // x W^T (a forward) and g W (an input gradient)
+            const std::size_t ldb = trans_b ? K : N;
+            TestBuffer<T> a(M * K, 0), b((trans_b ? N : K) * ldb, 0), bias(N, 0);
+            a.fill_uniform(21, -1, 1);
+            b.fill_uniform(22, -1, 1);
+            bias.fill_uniform(23, -1, 1);
+            for (int variant = 0; variant < 2; ++variant) {
+                const Ep ep = variant == 1 ? Ep{bias.data(), true} : Ep{};
+                std::vector<T> whole(M * N, T(7)), blocks(M * N, T(7));
+                sft::kernels::gemm_packed<T>(false, trans_b, M, N, K, T(1), a.data(), K, b.data(), ldb, T(0), whole.data(), N, ep);
+                for (const std::size_t block : {std::size_t(64), std::size_t(32), std::size_t(2), std::size_t(1)}) {
+                    INFO("shape " << M << " x " << N << " x " << K << ", trans_b " << trans_b << ", bias+relu " << variant << ", blocks of " << block << " rows");
+                    std::fill(blocks.begin(), blocks.end(), T(7));
+                    for (std::size_t r0 = 0; r0 < M; r0 += block) {
+                        const std::size_t rows = std::min(block, M - r0);
+                        sft::kernels::gemm_packed<T>(false, trans_b, rows, N, K, T(1), a.data() + r0 * K, K, b.data(), ldb, T(0), blocks.data() + r0 * N, N, ep);
+                    }
+                    std::size_t differ = 0, first = M * N;
+                    for (std::size_t i = 0; i < M * N; ++i)
+                        if (std::memcmp(&whole[i], &blocks[i], sizeof(T)) != 0 && differ++ == 0) first = i;
+                    INFO("first differing element: row " << first / N << ", column " << first % N);
+                    CHECK(differ == 0);
+                }
+            }
+        }
+    }
+}
+
 TEMPLATE_TEST_CASE("kernels: gemm_packed packs a B whose row stride is a multiple of 1 KiB instead of reading it in place, with the same results",
                    "[kernels][gemm_packed]", float, double) {
     using T = TestType;

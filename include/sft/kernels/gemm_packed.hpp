@@ -53,7 +53,7 @@ struct Vec {
     static type load(const T* p) noexcept { return type::load_unaligned(p); }
     static void store(const type& v, T* p) noexcept { v.store_unaligned(p); }
     static type broadcast(T x) noexcept { return type(x); }
-    static type fma(const type& a, const type& b, const type& c) noexcept { return xsimd::fma(a, b, c); }
+    static type fma(const type& a, const type& b, const type& c) noexcept { return fma_once<T>(a, b, c); }
     static type zero() noexcept { return type(T(0)); }
     /// max(0, x) that keeps NaN (vmaxps returns its second operand when either is NaN).
     static type relu(const type& x) noexcept { return xsimd::max(zero(), x); }

@@ -8,9 +8,13 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #if !SFT_NO_SIMD
 #include <xsimd/xsimd.hpp>
+#endif
+#if !SFT_NO_SIMD && defined(__AVX512F__)
+#include <immintrin.h>
 #endif
 
 namespace sft::kernels {
@@ -40,6 +44,23 @@ template <class T>
 using Batch = xsimd::batch<T, xsimd::default_arch>;
 /// Name of the compiled architecture ("avx512bw", "avx2", "sse2", "scalar").
 inline const char* simd_arch_name() noexcept { return xsimd::default_arch::name(); }
+
+/// a * b + c rounded once: an FMA instruction on every instruction set with one. xsimd 8's
+/// xsimd::fma has no AVX-512 version: its generic a * b + c is an FMA only where the compiler
+/// contracts it (GCC at -O2 and above with its default -ffp-contract=fast; not at -O1 nor with
+/// -ffp-contract=off), where it is a multiply and an add instead, rounded twice and half as
+/// fast. Kernels whose bits must not depend on the build flags (the GEMM micro-kernels, whose
+/// transposed twin uses _mm512_fmadd_ps) call this one.
+template <class T>
+inline Batch<T> fma_once(const Batch<T>& a, const Batch<T>& b, const Batch<T>& c) noexcept {
+#if defined(__AVX512F__)
+    if constexpr (Batch<T>::size * sizeof(T) == 64 && std::is_same_v<T, float>) return Batch<T>(_mm512_fmadd_ps(a, b, c));
+    else if constexpr (Batch<T>::size * sizeof(T) == 64 && std::is_same_v<T, double>) return Batch<T>(_mm512_fmadd_pd(a, b, c));
+    else return xsimd::fma(a, b, c);
+#else
+    return xsimd::fma(a, b, c);
+#endif
+}
 
 /// The sum of the lanes of v, added pairwise. Used instead of xsimd::hadd, whose AVX-512 double
 /// version makes GCC 12 report -Wuninitialized inside its own intrinsics (_mm512_extractf64x4_pd)
