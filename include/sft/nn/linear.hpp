@@ -60,8 +60,8 @@ public:
     }
 
     /// The first half of forward_act() (for Sequential's row-parallel runs, see Sequential): the
-    /// checks, the output written into `buffer` as forward_act() would (its values not written),
-    /// the input saved for backward(). Throws sft::Error as forward().
+    /// checks, the output tensor claimed from `buffer` as forward_act() claims it (its values are
+    /// not written), the input saved for backward(). Throws sft::Error as forward().
     Tensor<T> forward_prepare(const Tensor<T>& input, Tensor<T>& buffer) {
         if (input.rank() < 2 || input.shape()[input.rank() - 1] != in_)
             throw Error(ErrorKind::shape, fmt::format("{}: input {}, expected [*, {}]", this->label(), input.shape().str(), in_));
