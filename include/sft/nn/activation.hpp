@@ -129,9 +129,8 @@ public:
     /// For Sequential's fused Conv2d + ReLU backward (Conv2d::backward_relu masks with it): the
     /// checks of backward(), then the saved output y, released from the layer as backward() does.
     Tensor<T> take_saved_output(const Tensor<T>& grad_output) {
-        this->check_backward(grad_output);
-        Tensor<T> y = this->cached_;
-        this->cached_ = Tensor<T>();
+        Tensor<T> y;
+        this->backward_prepare(grad_output, false, y);
         return y;
     }
 
@@ -141,11 +140,9 @@ public:
     /// errors and release as backward(); the result is bit-identical to backward() followed by
     /// the Linear's column sums.
     Tensor<T> backward_bias(const Tensor<T>& grad_output, T* bias_grad) {
-        this->check_backward(grad_output);
-        const Tensor<T> y = this->cached_;
-        this->cached_ = Tensor<T>();
+        Tensor<T> y;
+        Tensor<T> dz = this->backward_prepare(grad_output, true, y);
         const std::size_t cols = y.rank() ? y.shape()[y.rank() - 1] : 1;
-        Tensor<T>& dz = nn::detail::reuse_or_empty(this->grad_input_, y.shape());
         kernels::relu_backward_bias(grad_output.data(), y.data(), dz.data(), cols ? y.numel() / cols : 0, cols, bias_grad);
         return dz;
     }
