@@ -129,9 +129,20 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed computes edge tiles bit-identically to 
     // A product of whole micro-tiles, then its top-left corners of odd sizes: the corner's last
     // rows and columns fall into edge tiles (masked loads and stores on AVX-512, a local copy
     // elsewhere), yet every element must come out as in the full product. m <= n keeps x W^T on
-    // the same path in both; k = 300 gives two k blocks in float, three in double.
+    // the same path in both; k = 300 gives two k blocks in float, three in double. On AVX-512
+    // (12 x 32 tiles) edge tiles run narrower instances of the micro-kernels (4 or 8 rows, 16
+    // columns; x W^T's transposed kernel: 4 or 8 of C's columns): the corners reach each of them,
+    // full and masked.
     const std::size_t M = 3 * Bl::mr, N = 3 * Bl::nr, K = 300;
-    const std::size_t corners[][2] = {{1, 1}, {Bl::mr - 1, Bl::nr + 1}, {Bl::mr + 1, Bl::nr - 1}, {2 * Bl::mr + Bl::mr / 2 + 1, 3 * Bl::nr - 3}, {M - 1, N - 1}};
+    const std::size_t corners[][2] = {{1, 1},
+                                      {Bl::mr - 1, Bl::nr + 1},
+                                      {Bl::mr + 1, Bl::nr - 1},
+                                      {2 * Bl::mr + Bl::mr / 2 + 1, 3 * Bl::nr - 3},
+                                      {M - 1, N - 1},
+                                      {Bl::mr * 2 / 3, Bl::nr / 2},
+                                      {Bl::mr / 3, Bl::nr / 2 + 1},
+                                      {Bl::mr / 3 + 1, Bl::nr / 2 - 1},
+                                      {Bl::mr + Bl::mr / 3, Bl::nr + Bl::nr / 2}};
     for (int trans = 0; trans < 4; ++trans) {
         const bool ta = trans & 1, tb = trans & 2;
         const std::size_t lda = ta ? M : K, ldb = tb ? K : N;

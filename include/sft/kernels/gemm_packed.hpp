@@ -379,12 +379,15 @@ struct Update {
 /// then the update of the h x w corner of C at c (row stride ldc). Full and edge tiles do the same
 /// arithmetic (edges through masked loads and stores on AVX-512, through a local tile elsewhere),
 /// so every element is computed identically.
-template <class T>
+/// MR and NV default to the full tile; edge tiles run a narrower instance (see edge_micro_kernel),
+/// reading the first MR values of each packed A step (as is still the panel's height) and the
+/// first NV vectors of each B step: each element's chain of FMAs is the same in every instance.
+template <class T, std::size_t MR = Blocking<T>::mr, std::size_t NV = Blocking<T>::nv>
 void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T* __restrict b, std::size_t bs, T* c, std::size_t ldc,
                   std::size_t h, std::size_t w, const Update<T>& up) noexcept {
     using V = Vec<T>;
     using VT = typename V::type;
-    constexpr std::size_t mr = Blocking<T>::mr, nv = Blocking<T>::nv, nr = Blocking<T>::nr, vw = V::width;
+    constexpr std::size_t mr = MR, nv = NV, vw = V::width, nr = nv * vw;
     // The tile of C is read (beta != 0) or written only after kc steps: fetch its lines now, so
     // that with a short k (a weight gradient's k is the batch) its misses overlap the FMAs.
     for (std::size_t i = 0; i < h; ++i) {
@@ -481,6 +484,27 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
     if (!full)
         for (std::size_t i = 0; i < h; ++i)
             for (std::size_t j = 0; j < w; ++j) c[i * ldc + j] = tile[i * nr + j];
+}
+
+/// An h x w tile (h <= MR, w <= NR) on the narrowest micro-kernel instance that covers it: with
+/// AVX-512's 12 x 32 tile, 4 or 8 rows and 16 columns, so that an edge tile (a layer of 784
+/// features leaves one 16 columns wide, a batch of 128 rows one of 8 rows) does not run FMAs on
+/// padding. The values are those of the full kernel (same FMAs per element, in the same order).
+template <class T>
+void edge_micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T* __restrict b, std::size_t bs, T* c, std::size_t ldc,
+                       std::size_t h, std::size_t w, const Update<T>& up) noexcept {
+    using Bl = Blocking<T>;
+    constexpr std::size_t vw = Vec<T>::width;
+    if constexpr (Bl::mr == 12 && Bl::nv == 2 && vw > 1) {
+        if (w <= vw) {
+            if (h <= 4) return micro_kernel<T, 4, 1>(kc, a, as, b, bs, c, ldc, h, w, up);
+            if (h <= 8) return micro_kernel<T, 8, 1>(kc, a, as, b, bs, c, ldc, h, w, up);
+            return micro_kernel<T, 12, 1>(kc, a, as, b, bs, c, ldc, h, w, up);
+        }
+        if (h <= 4) return micro_kernel<T, 4, 2>(kc, a, as, b, bs, c, ldc, h, w, up);
+        if (h <= 8) return micro_kernel<T, 8, 2>(kc, a, as, b, bs, c, ldc, h, w, up);
+    }
+    micro_kernel<T>(kc, a, as, b, bs, c, ldc, h, w, up);
 }
 
 /// The tasks of a threaded product over `panels` panels of C, shrinking towards the end (guided
@@ -593,8 +617,9 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
                     up.bias = last && ep.bias ? ep.bias + jc + jr : nullptr;
                     const bool b_in_place = direct_b && jr < nc_full;
                     const T* bp = b_in_place ? b + pc * ldb + jc + jr : bpack + (direct_b ? 0 : jr * kc);
-                    micro_kernel<T>(kc, ablock + ir * kc, mr, bp, b_in_place ? ldb : nr, c + (ic + ir) * ldc + jc + jr, ldc, std::min(mr, mc - ir),
-                                    std::min(nr, nc - jr), up);
+                    const std::size_t h = std::min(mr, mc - ir), w = std::min(nr, nc - jr);
+                    if (h == mr && w == nr) micro_kernel<T>(kc, ablock + ir * kc, mr, bp, b_in_place ? ldb : nr, c + (ic + ir) * ldc + jc + jr, ldc, h, w, up);
+                    else edge_micro_kernel<T>(kc, ablock + ir * kc, mr, bp, b_in_place ? ldb : nr, c + (ic + ir) * ldc + jc + jr, ldc, h, w, up);
                 };
                 if (rows_first && mc * nc * sizeof(T) >= row_order_min_c_bytes) {  // a short last block of rows: down columns
                     for (std::size_t ir = 0; ir < mc; ir += mr)
@@ -617,10 +642,12 @@ inline constexpr std::size_t ct_row_stride = Blocking<float>::kc_max;
 /// the packed panel b at b + 32 p). acc[r][q] belongs to C(q, r): the tile is transposed in
 /// registers (16 x 16 at a time), then the hj (<= 12) valid values of each of the wi (<= 32) valid
 /// rows of C are updated as in micro_kernel, with the bias of C's columns (up.bias, at the tile's
-/// first column) along the lanes.
-inline void micro_kernel_ct(std::size_t kc, const float* __restrict a, std::size_t ks, const float* __restrict b, float* c, std::size_t ldc,
-                            std::size_t hj, std::size_t wi, const Update<float>& up) noexcept {
-    constexpr std::size_t mr = 12;
+/// first column) along the lanes. An edge panel of rows (hj <= 4 or 8) runs the instance of that
+/// height (MR), with the same FMAs per element.
+template <std::size_t MR = 12>
+void micro_kernel_ct(std::size_t kc, const float* __restrict a, std::size_t ks, const float* __restrict b, float* c, std::size_t ldc,
+                     std::size_t hj, std::size_t wi, const Update<float>& up) noexcept {
+    constexpr std::size_t mr = MR;
     for (std::size_t q = 0; q < wi; ++q) __builtin_prefetch(c + q * ldc, 1, 3);
     __m512 acc[mr][2];
 #pragma GCC unroll 16
@@ -682,8 +709,11 @@ inline void gemm_block_ct(std::size_t m, std::size_t j_begin, std::size_t j_end,
             for (std::size_t jc = j_begin; jc < j_end; jc += mr) {
                 up.bias = last && ep.bias ? ep.bias + jc : nullptr;
                 const bool in_place = jc < j_full;
-                micro_kernel_ct(kc, in_place ? b + jc * ldb + pc : edge, in_place ? ldb : ks, bblock + ic * kc, c + ic * ldc + jc, ldc,
-                                std::min(mr, j_end - jc), std::min(nr, m - ic), up);
+                const float* rows = in_place ? b + jc * ldb + pc : edge;
+                const std::size_t rs = in_place ? ldb : ks, hj = std::min(mr, j_end - jc), wi = std::min(nr, m - ic);
+                if (hj <= 4) micro_kernel_ct<4>(kc, rows, rs, bblock + ic * kc, c + ic * ldc + jc, ldc, hj, wi, up);
+                else if (hj <= 8) micro_kernel_ct<8>(kc, rows, rs, bblock + ic * kc, c + ic * ldc + jc, ldc, hj, wi, up);
+                else micro_kernel_ct<12>(kc, rows, rs, bblock + ic * kc, c + ic * ldc + jc, ldc, hj, wi, up);
             }
     }
 }
