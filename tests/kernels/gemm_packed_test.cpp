@@ -151,8 +151,10 @@ TEMPLATE_TEST_CASE("kernels: gemm_packed computes edge tiles bit-identically to 
         b.fill_uniform(12, -1, 1);
         c0.fill_uniform(13, -1, 1);
         bias.fill_uniform(14, -1, 1);
-        for (int variant = 0; variant < 3; ++variant) {
-            const T beta = variant == 0 ? T(0) : T(0.5);
+        // beta 0 and 1 without bias: full tiles take micro_kernel's update without multiplies,
+        // edge tiles the general one.
+        for (int variant = 0; variant < 4; ++variant) {
+            const T beta = variant == 0 ? T(0) : variant == 3 ? T(1) : T(0.5);
             const Ep ep = variant == 2 ? Ep{bias.data(), true} : Ep{};
             std::vector<T> full = c0.vec();
             sft::kernels::gemm_packed<T>(ta, tb, M, N, K, T(1), a.data(), lda, b.data(), ldb, beta, full.data(), N, ep);

@@ -420,8 +420,21 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
             for (std::size_t v = 0; v < nv; ++v) acc[i][v] = V::fma(av, bv[v], acc[i][v]);
         }
     }
-    const VT alpha = V::broadcast(up.alpha), beta = V::broadcast(up.beta);
     const bool full = h == mr && w == nr;
+    if (full && up.alpha == T(1) && !up.bias && !up.relu && (up.overwrite || up.beta == T(1))) {
+        // The plain updates of the training products (x W^T and g W store, g^T x accumulates
+        // into the gradient) without the multiplies: 1 x = x, and fma(1, c, x) = c + x rounded
+        // once, so the values are those of the general update below.
+#pragma GCC unroll 16
+        for (std::size_t i = 0; i < mr; ++i)
+#pragma GCC unroll 4
+            for (std::size_t v = 0; v < nv; ++v) {
+                T* q = c + i * ldc + v * vw;
+                V::store(up.overwrite ? acc[i][v] : acc[i][v] + V::load(q), q);
+            }
+        return;
+    }
+    const VT alpha = V::broadcast(up.alpha), beta = V::broadcast(up.beta);
     alignas(64) T tile[mr * nr];
     alignas(64) T bias_tile[nr];
     const T* bias = up.bias;
