@@ -8,7 +8,8 @@
 ///    (B not transposed: read in place, see gemm_block); op(A), mc x kc at a time, into panels MR
 ///    rows tall (the broadcast operand). Packing reads A and B in place with their transposes and
 ///    leading dimensions, so the three products of a linear layer (x W^T, g W, g^T x) need no
-///    transposed copy. Panels are zero-padded: edge tiles run the same micro-kernel.
+///    transposed copy. Panels are zero-padded; edge tiles run the narrowest instance of the
+///    micro-kernel that covers them (edge_micro_kernel), with the same FMAs per element.
 ///  - The micro-kernel keeps an MR x NR tile of C in registers (12 x 32 floats on AVX-512:
 ///    24 of the 32 registers) over kc steps of one broadcast and two FMAs per row.
 ///  - x W^T (trans_b, float, AVX-512, m <= n) runs as (W x^T)^T (gemm_block_ct): W's rows are read
