@@ -9,7 +9,7 @@
 ///    rows tall (the broadcast operand). Packing reads A and B in place with their transposes and
 ///    leading dimensions, so the three products of a linear layer (x W^T, g W, g^T x) need no
 ///    transposed copy. Panels are zero-padded; edge tiles run the narrowest instance of the
-///    micro-kernel that covers them (edge_micro_kernel), with the same FMAs per element.
+///    micro-kernel that covers them (fitted_micro_kernel), with the same FMAs per element.
 ///  - The micro-kernel keeps an MR x NR tile of C in registers (12 x 32 floats on AVX-512:
 ///    24 of the 32 registers) over kc steps of one broadcast and two FMAs per row.
 ///  - x W^T (trans_b, float, AVX-512, m <= n) runs as (W x^T)^T (gemm_block_ct): W's rows are read
@@ -380,7 +380,7 @@ struct Update {
 /// then the update of the h x w corner of C at c (row stride ldc). Full and edge tiles do the same
 /// arithmetic (edges through masked loads and stores on AVX-512, through a local tile elsewhere),
 /// so every element is computed identically.
-/// MR and NV default to the full tile; edge tiles run a narrower instance (see edge_micro_kernel),
+/// MR and NV default to the full tile; edge tiles run a narrower instance (see fitted_micro_kernel),
 /// reading the first MR values of each packed A step (as is still the panel's height) and the
 /// first NV vectors of each B step: each element's chain of FMAs is the same in every instance.
 template <class T, std::size_t MR = Blocking<T>::mr, std::size_t NV = Blocking<T>::nv>
@@ -500,12 +500,13 @@ void micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T
             for (std::size_t j = 0; j < w; ++j) c[i * ldc + j] = tile[i * nr + j];
 }
 
-/// An h x w tile (h <= MR, w <= NR) on the narrowest micro-kernel instance that covers it: with
-/// AVX-512's 12 x 32 tile, 4 or 8 rows and 16 columns, so that an edge tile (a layer of 784
-/// features leaves one 16 columns wide, a batch of 128 rows one of 8 rows) does not run FMAs on
-/// padding. The values are those of the full kernel (same FMAs per element, in the same order).
+/// An h x w tile (h <= MR, w <= NR) on the narrowest micro-kernel instance that covers it: a full
+/// tile on the full kernel; with AVX-512's 12 x 32 tile, an edge tile on 4 or 8 rows and 16
+/// columns, so that it (a layer of 784 features leaves one 16 columns wide, a batch of 128 rows
+/// one of 8 rows) does not run FMAs on padding. The values are those of the full kernel (same
+/// FMAs per element, in the same order).
 template <class T>
-void edge_micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T* __restrict b, std::size_t bs, T* c, std::size_t ldc,
+void fitted_micro_kernel(std::size_t kc, const T* __restrict a, std::size_t as, const T* __restrict b, std::size_t bs, T* c, std::size_t ldc,
                        std::size_t h, std::size_t w, const Update<T>& up) noexcept {
     using Bl = Blocking<T>;
     constexpr std::size_t vw = Vec<T>::width;
@@ -631,9 +632,8 @@ void gemm_block(bool trans_a, bool trans_b, std::size_t i_begin, std::size_t i_e
                     up.bias = last && ep.bias ? ep.bias + jc + jr : nullptr;
                     const bool b_in_place = direct_b && jr < nc_full;
                     const T* bp = b_in_place ? b + pc * ldb + jc + jr : bpack + (direct_b ? 0 : jr * kc);
-                    const std::size_t h = std::min(mr, mc - ir), w = std::min(nr, nc - jr);
-                    if (h == mr && w == nr) micro_kernel<T>(kc, ablock + ir * kc, mr, bp, b_in_place ? ldb : nr, c + (ic + ir) * ldc + jc + jr, ldc, h, w, up);
-                    else edge_micro_kernel<T>(kc, ablock + ir * kc, mr, bp, b_in_place ? ldb : nr, c + (ic + ir) * ldc + jc + jr, ldc, h, w, up);
+                    fitted_micro_kernel<T>(kc, ablock + ir * kc, mr, bp, b_in_place ? ldb : nr, c + (ic + ir) * ldc + jc + jr, ldc,
+                                           std::min(mr, mc - ir), std::min(nr, nc - jr), up);
                 };
                 if (rows_first && mc * nc * sizeof(T) >= row_order_min_c_bytes) {  // a short last block of rows: down columns
                     for (std::size_t ir = 0; ir < mc; ir += mr)
